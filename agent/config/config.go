@@ -1,0 +1,244 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/kioskedge/kioskedge/sync/wire"
+)
+
+// ErrInvalid wraps every validation failure; errors.Is(err, ErrInvalid)
+// tells a bad file from an unreadable one.
+var ErrInvalid = errors.New("config: invalid")
+
+// Config is the agent's whole configuration.
+type Config struct {
+	Agent  Agent  `toml:"agent"`
+	Hub    Hub    `toml:"hub"`
+	Outbox Outbox `toml:"outbox"`
+	Log    Log    `toml:"log"`
+}
+
+// Agent identifies the box.
+type Agent struct {
+	ID      string `toml:"id"`       // agent id, unique in the province; used in every topic
+	DataDir string `toml:"data_dir"` // outbox and state files live here
+}
+
+// Hub is the MQTT link to the provincial hub.
+type Hub struct {
+	Broker         string   `toml:"broker"` // tcp://, ssl://, mqtts://
+	Root           string   `toml:"root"`   // topic root, e.g. "kioskedge/prov-a"
+	CAFile         string   `toml:"ca_file"`
+	CertFile       string   `toml:"cert_file"`
+	KeyFile        string   `toml:"key_file"`
+	Plaintext      bool     `toml:"plaintext"` // lab only: allow tcp:// without TLS
+	Username       string   `toml:"username"`
+	PasswordFile   string   `toml:"password_file"`
+	KeepAlive      Duration `toml:"keepalive"`
+	BatchRecords   int      `toml:"batch_records"`
+	BatchBytes     Size     `toml:"batch_bytes"`
+	Window         int      `toml:"window"`
+	AckTimeout     Duration `toml:"ack_timeout"`
+	HealthInterval Duration `toml:"health_interval"`
+	BackoffMin     Duration `toml:"backoff_min"`
+	BackoffMax     Duration `toml:"backoff_max"`
+	BackoffStable  Duration `toml:"backoff_stable"`
+}
+
+// Outbox bounds the local queue.
+type Outbox struct {
+	Budget       Size `toml:"budget"`        // disk budget for queued records; "0" = unlimited
+	ReclaimAbove Size `toml:"reclaim_above"` // swap the file for a fresh one when drained and bigger than this
+}
+
+// Log selects the log format and level.
+type Log struct {
+	Format string `toml:"format"` // "json" (default) or "text"
+	Level  string `toml:"level"`  // "debug", "info" (default), "warn", "error"
+}
+
+// Defaults returns the configuration every file starts from.
+func Defaults() Config {
+	return Config{
+		Hub: Hub{
+			KeepAlive:      Duration(30 * time.Second),
+			BatchRecords:   2000,
+			BatchBytes:     512 << 10,
+			Window:         32,
+			AckTimeout:     Duration(15 * time.Second),
+			HealthInterval: Duration(60 * time.Second),
+			BackoffMin:     Duration(time.Second),
+			BackoffMax:     Duration(2 * time.Minute),
+			BackoffStable:  Duration(time.Minute),
+		},
+		Outbox: Outbox{Budget: 1 << 30, ReclaimAbove: 64 << 20},
+		Log:    Log{Format: "json", Level: "info"},
+	}
+}
+
+// Load reads path, applies it over Defaults and validates it. Relative file
+// paths in the config are resolved against the config file's directory.
+// It returns an error wrapping ErrInvalid that lists every problem (each
+// naming its key) for a bad file, or the read error for an unreadable one.
+func Load(path string) (Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	return Parse(b, filepath.Dir(path))
+}
+
+// Parse decodes and validates a config held in memory; see Load. baseDir
+// resolves relative paths ("" leaves them as they are).
+func Parse(b []byte, baseDir string) (Config, error) {
+	c := Defaults()
+	md, err := toml.Decode(string(b), &c)
+	if err != nil {
+		return Config{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	var problems []string
+	for _, k := range md.Undecoded() {
+		problems = append(problems, fmt.Sprintf("%s: unknown key", k))
+	}
+	problems = append(problems, c.validate()...)
+	if len(problems) > 0 {
+		return Config{}, fmt.Errorf("%w:\n  %s", ErrInvalid, strings.Join(problems, "\n  "))
+	}
+	if baseDir != "" {
+		for _, p := range []*string{&c.Agent.DataDir, &c.Hub.CAFile, &c.Hub.CertFile, &c.Hub.KeyFile, &c.Hub.PasswordFile} {
+			if *p != "" && !filepath.IsAbs(*p) {
+				*p = filepath.Join(baseDir, *p)
+			}
+		}
+	}
+	return c, nil
+}
+
+func (c Config) validate() []string {
+	var p []string
+	bad := func(key, format string, args ...any) { p = append(p, key+": "+fmt.Sprintf(format, args...)) }
+	if err := wire.ValidateID("agent.id", c.Agent.ID); err != nil {
+		bad("agent.id", "%v", strings.TrimPrefix(err.Error(), "wire: "))
+	}
+	if c.Agent.DataDir == "" {
+		bad("agent.data_dir", "required")
+	}
+	h := c.Hub
+	if h.Broker == "" {
+		bad("hub.broker", "required")
+	} else if u, err := url.Parse(h.Broker); err != nil || u.Host == "" {
+		bad("hub.broker", "%q is not a URL like ssl://host:8883", h.Broker)
+	} else {
+		switch u.Scheme {
+		case "ssl", "tls", "mqtts":
+			if h.CertFile == "" || h.KeyFile == "" {
+				bad("hub.cert_file", "a TLS broker needs cert_file and key_file (the box's client certificate)")
+			}
+		case "tcp", "mqtt":
+			if !h.Plaintext {
+				bad("hub.broker", "%q is plaintext; use ssl:// with a client certificate, or set hub.plaintext = true in a lab", h.Broker)
+			}
+		default:
+			bad("hub.broker", "unknown scheme %q (tcp, ssl, mqtts)", u.Scheme)
+		}
+	}
+	if h.Root == "" {
+		bad("hub.root", "required")
+	} else {
+		for _, seg := range strings.Split(h.Root, "/") {
+			if err := wire.ValidateID("segment", seg); err != nil {
+				bad("hub.root", "segment %q: %v", seg, strings.TrimPrefix(err.Error(), "wire: "))
+				break
+			}
+		}
+	}
+	if (h.CertFile == "") != (h.KeyFile == "") {
+		bad("hub.key_file", "cert_file and key_file go together")
+	}
+	positive := []struct {
+		key string
+		d   Duration
+	}{{"hub.keepalive", h.KeepAlive}, {"hub.ack_timeout", h.AckTimeout}, {"hub.health_interval", h.HealthInterval},
+		{"hub.backoff_min", h.BackoffMin}, {"hub.backoff_max", h.BackoffMax}, {"hub.backoff_stable", h.BackoffStable}}
+	for _, x := range positive {
+		if x.d <= 0 {
+			bad(x.key, "must be a positive duration such as \"30s\"")
+		}
+	}
+	if h.BackoffMax < h.BackoffMin {
+		bad("hub.backoff_max", "smaller than hub.backoff_min")
+	}
+	if h.BatchRecords < 1 || h.BatchRecords > 50_000 {
+		bad("hub.batch_records", "%d out of range 1..50000", h.BatchRecords)
+	}
+	if h.BatchBytes < 4<<10 || h.BatchBytes > 4<<20 {
+		bad("hub.batch_bytes", "%d out of range 4KiB..4MiB", h.BatchBytes)
+	}
+	if h.Window < 1 || h.Window > 256 {
+		bad("hub.window", "%d out of range 1..256", h.Window)
+	}
+	if c.Outbox.Budget != 0 && c.Outbox.Budget < 1<<20 {
+		bad("outbox.budget", "%d bytes is below 1MiB (0 means unlimited)", c.Outbox.Budget)
+	}
+	switch c.Log.Format {
+	case "json", "text":
+	default:
+		bad("log.format", "%q is not json or text", c.Log.Format)
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "%q is not debug, info, warn or error", c.Log.Level)
+	}
+	return p
+}
+
+// Duration is a time.Duration written as a string ("30s", "2m") in TOML.
+type Duration time.Duration
+
+// UnmarshalText parses a Go duration string.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("%q is not a duration like \"30s\"", b)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// D returns the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// Size is a byte count written as an integer or a string with a binary
+// unit ("512MiB", "64KiB", "1GiB") in TOML.
+type Size int64
+
+// UnmarshalText parses "123", "64KiB", "512MiB" or "1GiB".
+func (s *Size) UnmarshalText(b []byte) error {
+	str := strings.TrimSpace(string(b))
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		m      int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"B", 1}} {
+		if v, ok := strings.CutSuffix(str, u.suffix); ok {
+			str, mult = strings.TrimSpace(v), u.m
+			break
+		}
+	}
+	n, err := strconv.ParseInt(str, 10, 64)
+	if err != nil || n < 0 || n > (1<<50)/mult {
+		return fmt.Errorf("%q is not a size like \"512MiB\"", b)
+	}
+	*s = Size(n * mult)
+	return nil
+}
