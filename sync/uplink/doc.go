@@ -1,0 +1,23 @@
+// Package uplink is the agent's and the hub's only door to MQTT: it is the
+// one package in the project that imports paho.mqtt.golang.
+//
+// It has two parts:
+//
+//   - Session is a small MQTT 3.1.1 session: TLS with client certificates
+//     (plaintext only when explicitly allowed), its own reconnect loop with
+//     capped exponential back-off and full jitter (paho's auto-reconnect is
+//     off), subscriptions remembered and renewed on every connect, a Will,
+//     publishes that wait for the broker's PUBACK, and an oversized-message
+//     guard. Both the agent's uplink and cmd/hubd use it.
+//   - Uplink drains the durable outbox to the hub over a Session, following
+//     the hub protocol (firmware-specs/hub-protocol.md, package sync/wire):
+//     a retained birth on every connect, the Will as death, both carrying a
+//     birth/death sequence (bdseq) persisted across restarts; event batches
+//     at QoS 1 with a window of batches in flight; records are deleted from
+//     the outbox only when the hub acknowledges them end to end ("stored
+//     through sequence N"), never on the broker's PUBACK, because a broker
+//     may acknowledge a publish and still drop it.
+//
+// paho's loggers are process-wide variables; this package bridges them to
+// slog once (see bridgePaho).
+package uplink

@@ -1,0 +1,701 @@
+package uplink
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/url"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+)
+
+// Errors returned by Session. Option validation errors wrap ErrOptions.
+var (
+	// ErrNotConnected is returned by Publish (and sent by PublishAsync) when
+	// the session has no connection to the broker.
+	ErrNotConnected = errors.New("uplink: not connected")
+	// ErrConnectionLost is returned when the connection dropped before the
+	// broker acknowledged a publish; the message may or may not have arrived.
+	ErrConnectionLost = errors.New("uplink: connection lost before the publish was acknowledged")
+	// ErrClosed is returned by Run after Close, and by publishes racing Close.
+	ErrClosed = errors.New("uplink: session closed")
+	// ErrPlaintext is returned by NewSession for a plaintext broker URL
+	// (tcp://, mqtt://) unless SessionOptions.AllowPlaintext is set.
+	ErrPlaintext = errors.New("uplink: plaintext MQTT refused (SessionOptions.AllowPlaintext is false; set it only in a lab)")
+	// ErrOptions wraps every other SessionOptions or Options validation error.
+	ErrOptions = errors.New("uplink: invalid options")
+	// ErrTLS wraps errors loading the CA, certificate or key files.
+	ErrTLS = errors.New("uplink: TLS configuration")
+)
+
+// Defaults applied by NewSession to zero fields.
+const (
+	DefaultMaxMessage  = 4 << 20
+	DefaultKeepAlive   = 30 * time.Second
+	DefaultBackoffMin  = time.Second
+	DefaultBackoffMax  = 2 * time.Minute
+	DefaultStableAfter = time.Minute
+
+	connectTimeout   = 10 * time.Second
+	subscribeTimeout = 10 * time.Second
+	closeTimeout     = 5 * time.Second
+	writeTimeout     = 15 * time.Second
+	quiesceMillis    = 250
+)
+
+// Message is one MQTT application message.
+type Message struct {
+	Topic    string
+	QoS      byte
+	Retained bool
+	Payload  []byte
+}
+
+// TLSFiles names the PEM files for TLS with a client certificate.
+// CertFile and KeyFile are required; an empty CAFile means the system roots.
+type TLSFiles struct {
+	CAFile, CertFile, KeyFile string
+}
+
+// Backoff is a capped exponential back-off with full jitter: the n-th
+// consecutive retry (n from 0) sleeps rand*min(Max, Min*2^n). The count of
+// consecutive retries resets only after a connection stayed up StableAfter,
+// so a flapping broker does not make a fleet reconnect in lock step.
+type Backoff struct {
+	Min, Max, StableAfter time.Duration
+}
+
+// Delay returns the sleep before retry number attempt (0-based) for the
+// jitter value r in [0, 1): r*min(Max, Min*2^attempt). It is a pure
+// function; r outside [0, 1) is clamped, a non-positive Min gives 0, and a
+// Max below Min is treated as Min. It never overflows.
+func (b Backoff) Delay(attempt int, r float64) time.Duration {
+	if b.Min <= 0 {
+		return 0
+	}
+	limit := max(b.Max, b.Min)
+	ceil := b.Min
+	for i := 0; i < attempt && ceil < limit; i++ {
+		if ceil > limit/2 {
+			ceil = limit
+			break
+		}
+		ceil *= 2
+	}
+	ceil = min(ceil, limit)
+	switch {
+	case r < 0 || r != r: // negative or NaN
+		r = 0
+	case r >= 1:
+		r = 1
+	}
+	return time.Duration(r * float64(ceil))
+}
+
+// SessionOptions configures a Session. Zero fields take the defaults
+// documented on each field.
+type SessionOptions struct {
+	// Broker is the broker URL: "ssl://host:8883", "mqtts://host:8883",
+	// "tls://…", or (only with AllowPlaintext) "tcp://127.0.0.1:1883".
+	Broker   string
+	ClientID string // required
+	// TLS names the CA and the client certificate; required for TLS URLs.
+	TLS *TLSFiles
+	// AllowPlaintext permits a tcp:// or mqtt:// broker. Lab use only.
+	AllowPlaintext     bool
+	Username, Password string
+	KeepAlive          time.Duration // default 30s, at least 1s
+	// Will is set as the MQTT Will of every connection.
+	Will *Message
+	// OnConnect is called after each (re)connect, once the remembered
+	// subscriptions are renewed, on its own goroutine owned by the session;
+	// its ctx ends when that connection is lost or the session ends.
+	OnConnect func(ctx context.Context, s *Session)
+	// OnConnectionLost is called (on Run's goroutine) when a connection drops.
+	OnConnectionLost func(err error)
+	Backoff          Backoff // defaults: Min 1s, Max 2m, StableAfter 1m
+	// MaxMessage bounds incoming payloads; larger ones are dropped and
+	// counted in SessionStats.Dropped. Default 4 MiB.
+	MaxMessage int
+	Logger     *slog.Logger   // nil discards
+	Rand       func() float64 // jitter source in [0,1); nil = math/rand/v2
+}
+
+// SessionStats are the session's counters.
+type SessionStats struct {
+	Connected       bool
+	Connects        uint64 // successful connections, the first included
+	Reconnects      uint64 // successful connections after the first
+	ConnectFailures uint64 // failed connection attempts
+	ConnectionsLost uint64 // established connections that dropped
+	Dropped         uint64 // incoming messages over MaxMessage, dropped
+	Published       uint64 // publishes acknowledged by the broker
+	PublishErrors   uint64 // publishes that failed or were not acknowledged
+}
+
+type subscription struct {
+	filter string
+	qos    byte
+	h      func(topic string, payload []byte)
+}
+
+// conn is one established connection.
+type conn struct {
+	client   mqtt.Client
+	lost     chan struct{} // closed when the connection is gone
+	lostOnce sync.Once
+	lostErr  error
+	ctx      context.Context // for OnConnect; ends with the connection
+	cancel   context.CancelFunc
+}
+
+func (c *conn) markLost(err error) {
+	c.lostOnce.Do(func() {
+		c.lostErr = err
+		close(c.lost)
+		if c.cancel != nil {
+			c.cancel()
+		}
+	})
+}
+
+// Session is an MQTT 3.1.1 session with its own reconnect loop. Create it
+// with NewSession, run it with Run, end it with Close or by ending Run's
+// context. All methods are safe for concurrent use.
+type Session struct {
+	opts    SessionOptions
+	broker  string
+	tlsConf *tls.Config
+	log     *slog.Logger
+	rand    func() float64
+
+	// willFor, when set (by Uplink), gives the Will for the next connection
+	// attempt instead of opts.Will.
+	willFor func() *Message
+
+	mu      sync.Mutex
+	subs    []subscription
+	cur     *conn // nil when not connected
+	closed  bool
+	running bool
+	closeCh chan struct{}
+	wg      sync.WaitGroup // OnConnect calls and PublishAsync waiters
+
+	closeOnce sync.Once
+	closeErr  error
+
+	connected                                          atomic.Bool
+	connects, reconnects, failures, lost, dropped, pub atomic.Uint64
+	pubErr                                             atomic.Uint64
+}
+
+// NewSession validates opts and builds a session; it does not connect.
+// Errors: ErrPlaintext for a plaintext URL without AllowPlaintext; ErrTLS
+// (naming the file) when the CA, certificate or key cannot be loaded;
+// ErrOptions (naming the field) for anything else.
+func NewSession(opts SessionOptions) (*Session, error) {
+	if opts.ClientID == "" {
+		return nil, fmt.Errorf("%w: SessionOptions.ClientID is empty", ErrOptions)
+	}
+	u, err := url.Parse(opts.Broker)
+	if err != nil || opts.Broker == "" {
+		return nil, fmt.Errorf("%w: SessionOptions.Broker %q is not a URL", ErrOptions, opts.Broker)
+	}
+	if u.Hostname() == "" || u.Port() == "" {
+		return nil, fmt.Errorf("%w: SessionOptions.Broker %q needs host and port", ErrOptions, opts.Broker)
+	}
+	s := &Session{opts: opts, log: opts.Logger, rand: opts.Rand, closeCh: make(chan struct{})}
+	switch u.Scheme {
+	case "tcp", "mqtt":
+		if !opts.AllowPlaintext {
+			return nil, fmt.Errorf("%w: %s", ErrPlaintext, opts.Broker)
+		}
+		if opts.TLS != nil {
+			return nil, fmt.Errorf("%w: SessionOptions.TLS is set but Broker %q is plaintext", ErrOptions, opts.Broker)
+		}
+	case "ssl", "tls", "mqtts", "tcps":
+		if opts.TLS == nil {
+			return nil, fmt.Errorf("%w: SessionOptions.TLS is required for %s://", ErrOptions, u.Scheme)
+		}
+		s.tlsConf, err = loadTLS(*opts.TLS, u.Hostname())
+		if err != nil {
+			return nil, err
+		}
+	default:
+		return nil, fmt.Errorf("%w: SessionOptions.Broker scheme %q (want ssl, mqtts, tls, or tcp with AllowPlaintext)", ErrOptions, u.Scheme)
+	}
+	s.broker = u.Scheme + "://" + u.Host
+	if opts.Will != nil {
+		if err := checkMessage(*opts.Will); err != nil {
+			return nil, fmt.Errorf("%w: SessionOptions.Will: %v", ErrOptions, err)
+		}
+	}
+	b := &s.opts.Backoff
+	switch {
+	case b.Min < 0 || b.Max < 0 || b.StableAfter < 0:
+		return nil, fmt.Errorf("%w: SessionOptions.Backoff has a negative duration", ErrOptions)
+	case b.Min > 0 && b.Max > 0 && b.Max < b.Min:
+		return nil, fmt.Errorf("%w: SessionOptions.Backoff.Max %v < Min %v", ErrOptions, b.Max, b.Min)
+	}
+	if b.Min == 0 {
+		b.Min = DefaultBackoffMin
+	}
+	if b.Max == 0 {
+		b.Max = max(DefaultBackoffMax, b.Min)
+	}
+	if b.StableAfter == 0 {
+		b.StableAfter = DefaultStableAfter
+	}
+	if s.opts.KeepAlive < 0 || s.opts.MaxMessage < 0 {
+		return nil, fmt.Errorf("%w: SessionOptions.KeepAlive and MaxMessage must not be negative", ErrOptions)
+	}
+	if s.opts.KeepAlive == 0 {
+		s.opts.KeepAlive = DefaultKeepAlive
+	}
+	s.opts.KeepAlive = max(s.opts.KeepAlive, time.Second)
+	if s.opts.MaxMessage == 0 {
+		s.opts.MaxMessage = DefaultMaxMessage
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	} else {
+		bridgePaho(s.log)
+	}
+	if s.rand == nil {
+		s.rand = rand.Float64
+	}
+	return s, nil
+}
+
+func checkMessage(m Message) error {
+	switch {
+	case m.Topic == "":
+		return errors.New("empty topic")
+	case m.QoS > 2:
+		return fmt.Errorf("QoS %d", m.QoS)
+	}
+	return nil
+}
+
+// loadTLS builds the client TLS configuration from PEM files.
+func loadTLS(f TLSFiles, serverName string) (*tls.Config, error) {
+	if f.CertFile == "" || f.KeyFile == "" {
+		return nil, fmt.Errorf("%w: SessionOptions.TLS.CertFile and KeyFile are required (client certificate auth)", ErrTLS)
+	}
+	cert, err := tls.LoadX509KeyPair(f.CertFile, f.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("%w: client certificate %s / key %s: %v", ErrTLS, f.CertFile, f.KeyFile, err)
+	}
+	conf := &tls.Config{
+		MinVersion:   tls.VersionTLS12,
+		Certificates: []tls.Certificate{cert},
+		ServerName:   serverName,
+	}
+	if f.CAFile != "" {
+		pem, err := os.ReadFile(f.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("%w: CA file: %v", ErrTLS, err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%w: CA file %s holds no PEM certificate", ErrTLS, f.CAFile)
+		}
+		conf.RootCAs = pool
+	}
+	return conf, nil
+}
+
+// Run connects and keeps the session connected until ctx ends or Close is
+// called, reconnecting with back-off (see Backoff). When ctx ends it
+// disconnects cleanly (as Close(nil) does) and returns nil; to publish a
+// final message first, call Close(final) before ctx ends. Run waits for
+// every goroutine the session started (OnConnect calls, PublishAsync
+// waiters) before returning. It returns ErrClosed if the session was
+// already closed, and an error if Run is already running.
+func (s *Session) Run(ctx context.Context) error {
+	s.mu.Lock()
+	switch {
+	case s.closed:
+		s.mu.Unlock()
+		return ErrClosed
+	case s.running:
+		s.mu.Unlock()
+		return errors.New("uplink: Session.Run called twice")
+	}
+	s.running = true
+	s.mu.Unlock()
+	defer s.wg.Wait()
+	defer func() {
+		// Ignoring the error: Close(nil) publishes nothing, and a failed
+		// DISCONNECT only means the broker sees the connection drop.
+		_ = s.Close(nil)
+	}()
+
+	attempt := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.closeCh:
+			return nil
+		default:
+		}
+		c, err := s.connect(ctx)
+		if err != nil {
+			if errors.Is(err, ErrClosed) || ctx.Err() != nil {
+				return nil
+			}
+			s.failures.Add(1)
+			d := s.opts.Backoff.Delay(attempt, s.rand())
+			attempt++
+			s.log.Warn("mqtt connect failed", "broker", s.broker, "err", err, "retry_in", d)
+			if !s.sleep(ctx, d) {
+				return nil
+			}
+			continue
+		}
+		up := time.Now()
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.closeCh:
+			return nil
+		case <-c.lost:
+		}
+		s.dropConn(c)
+		s.lost.Add(1)
+		s.log.Warn("mqtt connection lost", "broker", s.broker, "err", c.lostErr, "up_for", time.Since(up))
+		if s.opts.OnConnectionLost != nil {
+			s.opts.OnConnectionLost(c.lostErr)
+		}
+		if time.Since(up) >= s.opts.Backoff.StableAfter {
+			attempt = 0
+		}
+		d := s.opts.Backoff.Delay(attempt, s.rand())
+		attempt++
+		if !s.sleep(ctx, d) {
+			return nil
+		}
+	}
+}
+
+func (s *Session) sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	case <-s.closeCh:
+		return false
+	}
+}
+
+// dropConn forgets c as the current connection.
+func (s *Session) dropConn(c *conn) {
+	s.mu.Lock()
+	if s.cur == c {
+		s.cur = nil
+		s.connected.Store(false)
+	}
+	s.mu.Unlock()
+	c.markLost(ErrConnectionLost)
+}
+
+func (s *Session) connect(ctx context.Context) (*conn, error) {
+	will := s.opts.Will
+	if s.willFor != nil {
+		will = s.willFor()
+	}
+	o := mqtt.NewClientOptions()
+	o.AddBroker(s.broker)
+	o.SetClientID(s.opts.ClientID)
+	o.SetUsername(s.opts.Username)
+	o.SetPassword(s.opts.Password)
+	o.SetCleanSession(true)
+	o.SetOrderMatters(true) // handlers run in order on one goroutine
+	o.SetAutoReconnect(false)
+	o.SetConnectRetry(false)
+	o.SetKeepAlive(s.opts.KeepAlive)
+	o.SetPingTimeout(min(s.opts.KeepAlive, 10*time.Second))
+	o.SetConnectTimeout(connectTimeout)
+	o.SetWriteTimeout(writeTimeout)
+	if s.tlsConf != nil {
+		o.SetTLSConfig(s.tlsConf)
+	}
+	if will != nil {
+		o.SetBinaryWill(will.Topic, will.Payload, will.QoS, will.Retained)
+	}
+	c := &conn{lost: make(chan struct{})}
+	o.SetConnectionLostHandler(func(_ mqtt.Client, err error) { c.markLost(err) })
+	c.client = mqtt.NewClient(o)
+
+	tok := c.client.Connect()
+	select {
+	case <-tok.Done():
+	case <-ctx.Done():
+		s.disconnectLater(c, tok)
+		return nil, ctx.Err()
+	case <-s.closeCh:
+		s.disconnectLater(c, tok)
+		return nil, ErrClosed
+	}
+	if err := tok.Error(); err != nil {
+		return nil, err
+	}
+
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		c.client.Disconnect(0)
+		return nil, ErrClosed
+	}
+	s.cur = c
+	subs := slices.Clone(s.subs)
+	c.ctx, c.cancel = context.WithCancel(ctx)
+	s.mu.Unlock()
+	for _, sub := range subs {
+		if err := s.subscribe(c, sub); err != nil {
+			s.dropConn(c)
+			c.client.Disconnect(0)
+			return nil, err
+		}
+	}
+	select {
+	case <-c.lost:
+		s.dropConn(c)
+		return nil, fmt.Errorf("uplink: connection lost while subscribing: %v", c.lostErr)
+	default:
+	}
+	s.connected.Store(true)
+	if s.connects.Add(1) > 1 {
+		s.reconnects.Add(1)
+	}
+	s.log.Info("mqtt connected", "broker", s.broker, "client_id", s.opts.ClientID)
+	if f := s.opts.OnConnect; f != nil {
+		s.goOwned(func() { f(c.ctx, s) })
+	}
+	return c, nil
+}
+
+// disconnectLater waits (on an owned goroutine) for an abandoned connection
+// attempt to finish, then disconnects it.
+func (s *Session) disconnectLater(c *conn, tok mqtt.Token) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		<-tok.Done()
+		if tok.Error() == nil {
+			c.client.Disconnect(0)
+		}
+	}()
+}
+
+// goOwned runs f on a goroutine Run waits for; it reports false (and does
+// not run f) once the session is closed.
+func (s *Session) goOwned(f func()) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		f()
+	}()
+	return true
+}
+
+func (s *Session) subscribe(c *conn, sub subscription) error {
+	h, maxLen := sub.h, s.opts.MaxMessage
+	tok := c.client.Subscribe(sub.filter, sub.qos, func(_ mqtt.Client, m mqtt.Message) {
+		p := m.Payload()
+		if len(p) > maxLen {
+			s.dropped.Add(1)
+			s.log.Warn("mqtt message over MaxMessage dropped", "topic", m.Topic(), "bytes", len(p), "max", maxLen)
+			return
+		}
+		h(m.Topic(), p)
+	})
+	if !tok.WaitTimeout(subscribeTimeout) {
+		return fmt.Errorf("uplink: subscribe %q: no SUBACK within %v", sub.filter, subscribeTimeout)
+	}
+	if err := tok.Error(); err != nil {
+		return fmt.Errorf("uplink: subscribe %q: %w", sub.filter, err)
+	}
+	if st, ok := tok.(*mqtt.SubscribeToken); ok {
+		for _, code := range st.Result() {
+			if code == 0x80 {
+				return fmt.Errorf("uplink: subscribe %q: refused by the broker", sub.filter)
+			}
+		}
+	}
+	return nil
+}
+
+// Subscribe remembers the subscription and, if connected, subscribes now;
+// it is renewed on every connect before OnConnect runs. h is called in
+// message order on paho's delivery goroutine: it must return quickly and
+// must not call Publish (use PublishAsync or another goroutine). payload
+// belongs to h. Messages over MaxMessage never reach h. Subscribe returns
+// ErrOptions for an empty filter or a QoS above 2, and the broker's error if
+// the immediate subscription fails (the filter stays remembered and is
+// retried on the next connect).
+func (s *Session) Subscribe(filter string, qos byte, h func(topic string, payload []byte)) error {
+	if filter == "" || qos > 2 || h == nil {
+		return fmt.Errorf("%w: Subscribe needs a filter, QoS 0..2 and a handler", ErrOptions)
+	}
+	sub := subscription{filter: filter, qos: qos, h: h}
+	s.mu.Lock()
+	s.subs = append(s.subs, sub)
+	c := s.cur
+	s.mu.Unlock()
+	if c == nil {
+		return nil
+	}
+	return s.subscribe(c, sub)
+}
+
+func (s *Session) current() *conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.connected.Load() {
+		return nil
+	}
+	return s.cur
+}
+
+func (s *Session) publishErr(tok mqtt.Token) error {
+	err := tok.Error()
+	switch {
+	case err == nil:
+		s.pub.Add(1)
+		return nil
+	case errors.Is(err, mqtt.ErrNotConnected):
+		err = ErrNotConnected
+	default:
+		err = fmt.Errorf("%w: %v", ErrConnectionLost, err)
+	}
+	s.pubErr.Add(1)
+	return err
+}
+
+// Publish sends m and, at QoS 1 or 2, waits for the broker's
+// acknowledgement. It returns ErrNotConnected when the session is down,
+// ErrConnectionLost (wrapped) if the connection dropped first, ctx's error
+// if ctx ends first (the message may still be delivered), or ErrOptions for
+// an empty topic or a QoS above 2. A PUBACK is not delivery to subscribers.
+func (s *Session) Publish(ctx context.Context, m Message) error {
+	if err := checkMessage(m); err != nil {
+		return fmt.Errorf("%w: Publish: %v", ErrOptions, err)
+	}
+	c := s.current()
+	if c == nil {
+		return ErrNotConnected
+	}
+	tok := c.client.Publish(m.Topic, m.QoS, m.Retained, m.Payload)
+	select {
+	case <-tok.Done():
+		return s.publishErr(tok)
+	case <-c.lost:
+		s.pubErr.Add(1)
+		return ErrConnectionLost
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// PublishAsync sends m without waiting; done (buffered, one value) receives
+// nil once the broker acknowledged it (at QoS 0: once written),
+// ErrNotConnected at once when the session is down, or ErrConnectionLost
+// (possibly wrapped) if the connection dropped first. It does not retain
+// m.Payload after done fires; the caller must not modify it before then.
+func (s *Session) PublishAsync(m Message) (done <-chan error) {
+	ch := make(chan error, 1)
+	if err := checkMessage(m); err != nil {
+		ch <- fmt.Errorf("%w: PublishAsync: %v", ErrOptions, err)
+		return ch
+	}
+	c := s.current()
+	if c == nil {
+		ch <- ErrNotConnected
+		return ch
+	}
+	tok := c.client.Publish(m.Topic, m.QoS, m.Retained, m.Payload)
+	select {
+	case <-tok.Done():
+		ch <- s.publishErr(tok)
+		return ch
+	default:
+	}
+	ok := s.goOwned(func() {
+		select {
+		case <-tok.Done():
+			ch <- s.publishErr(tok)
+		case <-c.lost:
+			s.pubErr.Add(1)
+			ch <- ErrConnectionLost
+		}
+	})
+	if !ok {
+		ch <- ErrClosed
+	}
+	return ch
+}
+
+// Connected reports whether the session is connected and subscribed.
+func (s *Session) Connected() bool { return s.connected.Load() }
+
+// Stats returns a snapshot of the session's counters.
+func (s *Session) Stats() SessionStats {
+	return SessionStats{
+		Connected:       s.connected.Load(),
+		Connects:        s.connects.Load(),
+		Reconnects:      s.reconnects.Load(),
+		ConnectFailures: s.failures.Load(),
+		ConnectionsLost: s.lost.Load(),
+		Dropped:         s.dropped.Load(),
+		Published:       s.pub.Load(),
+		PublishErrors:   s.pubErr.Load(),
+	}
+}
+
+// Close publishes final (if non-nil and the session is connected, waiting
+// up to 5s for its acknowledgement), then disconnects cleanly, which tells
+// the broker to discard the Will. It makes Run return and is idempotent:
+// later calls return the first call's result. It returns the error of
+// publishing final, if any; it does not wait for Run to return.
+func (s *Session) Close(final *Message) error {
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		c := s.cur
+		s.mu.Unlock()
+		if final != nil && c != nil && s.connected.Load() {
+			ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
+			s.closeErr = s.Publish(ctx, *final)
+			cancel()
+		}
+		s.mu.Lock()
+		s.closed = true
+		s.cur = nil
+		s.connected.Store(false)
+		s.mu.Unlock()
+		if c != nil {
+			c.client.Disconnect(quiesceMillis)
+			c.markLost(ErrClosed)
+		}
+		close(s.closeCh)
+	})
+	return s.closeErr
+}
