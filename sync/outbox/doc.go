@@ -1,0 +1,72 @@
+// Package outbox is the agent's durable store-and-forward queue: every
+// record is fsynced into one bbolt file before Append returns, gets the
+// next per-agent sequence number, and stays until the hub acknowledges it
+// end to end (DESIGN.md §5). It is the only agent-side importer of bbolt.
+//
+// # Appends
+//
+// Appends are group-committed by one committer goroutine: concurrent
+// callers hand their encoded record over a channel, the committer gathers
+// a group (up to Options.MaxGroup records, lingering up to Options.Linger
+// for a group as large as the previous one) and writes it in one bbolt
+// transaction with one commit (two fdatasyncs), then releases every caller.
+//
+// # File layout
+//
+//   - Segment buckets: records live in top-level buckets named "s" + the
+//     8-byte big-endian segment number, segment = seq / 10,000. Inside, the
+//     key is the 8-byte big-endian sequence and the value is the
+//     wire.MarshalRecord form (byte 1 is the class). Buckets are filled to
+//     100% since keys only grow.
+//   - Meta bucket "meta":
+//   - "state": version, next sequence, acked-through, lifetime counters of
+//     evicted records, gap records and corruptions, CRC-32.
+//   - "g" + 8-byte segment number: per class, the count and logical bytes
+//     of the segment's live records (not acked, not evicted).
+//
+// Every transaction that adds or removes records updates these in the same
+// transaction, so Open reads only the meta bucket, never the records.
+//
+// # Ack
+//
+// Ack(n) drops every segment whose whole span is <= n with one
+// DeleteBucket, subtracts the acked part of the last segment from its
+// counters, and moves the acked-through marker; records <= the marker that
+// physically remain in a partly acked segment are never returned and go
+// with their bucket later. When an Ack empties the outbox and the file is
+// larger than Options.ReclaimAbove, the file is replaced by a fresh one
+// written as "<path>.fresh", fsynced, renamed over the old one and the
+// directory fsynced; a crash leaves either the old or the new file, both
+// complete, and a stale "<path>.fresh" is removed by Open.
+//
+// # Sequence reservation
+//
+// "<path>.seq" (magic, reserved-through, CRC-32; replaced by write, fsync,
+// rename, directory fsync) is raised in blocks of 100,000 before a commit
+// would hand out a sequence beyond it. The meta bucket is authoritative;
+// the reservation matters when the meta is lost: a fresh or salvaged file
+// starts above it, so sequences never repeat, even after corruption.
+//
+// # Budget
+//
+// With Options.BudgetBytes set, a commit that would take the logical size
+// (key + value + 16 bytes per record) over the budget first evicts, in the
+// same transaction, the oldest live records of the lowest class present
+// (health, then event, then critical) until the excess plus 5% of the
+// budget is freed, and writes wire.KindGap records (class critical, body
+// GapBody) naming exactly the dropped sequences. Gap records may take the
+// size a little over the budget; they are never silently lost.
+//
+// # Corruption
+//
+// If Open finds the file unusable (bbolt refuses it, it is empty or
+// truncated, the meta is missing or fails its checks, or reading faults),
+// the file is renamed to "<path>.corrupt-<UTC time>", a fresh file starts,
+// the records readable from the old file are copied under their original
+// sequences (through bbolt where possible, walking each segment under
+// recover(); otherwise by scanning raw leaf pages), and a
+// wire.KindOutboxAlarm record (body AlarmBody) is appended. Open succeeds,
+// so the agent does not crash-loop. Damage met later by Read or a commit is
+// returned as ErrCorrupt; closing and reopening repairs it only if Open's
+// checks see it.
+package outbox
