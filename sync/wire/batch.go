@@ -12,6 +12,8 @@ import (
 const (
 	batchMagic0, batchMagic1 = 'K', 'B'
 	batchVersion             = 1
+	maxBootID                = 256     // bytes
+	maxPrealloc              = 1 << 20 // bytes of payload buffer sized up front
 
 	CompressionNone byte = 0
 	CompressionZstd byte = 1
@@ -83,7 +85,8 @@ func NewCodec(lim Limits) (*Codec, error) {
 func (c *Codec) Close() { c.dec.Close() }
 
 // EncodeBatch builds the envelope for agent's entries covering [first, last].
-// Entries must be in strictly increasing sequence order within the range.
+// Entries must be in strictly increasing sequence order within the range;
+// agent must pass ValidateID and bootID be at most 256 bytes.
 // raw is scratch space reused between calls (may be nil); the returned
 // message does not alias it.
 func (c *Codec) EncodeBatch(agent, bootID string, first, last uint64, entries []Entry, raw []byte) (msg, scratch []byte, err error) {
@@ -92,6 +95,13 @@ func (c *Codec) EncodeBatch(agent, bootID string, first, last uint64, entries []
 	}
 	if first == 0 {
 		return nil, raw, fmt.Errorf("%w: sequence numbers start at 1", ErrBadBatch)
+	}
+	// The decoder refuses these; refuse them here rather than send them.
+	if err := ValidateID("agent", agent); err != nil {
+		return nil, raw, fmt.Errorf("%w: %v", ErrBadBatch, err)
+	}
+	if len(bootID) > maxBootID {
+		return nil, raw, fmt.Errorf("%w: boot id longer than %d bytes", ErrBadBatch, maxBootID)
 	}
 	if first > entries[0].Seq || last < entries[len(entries)-1].Seq {
 		return nil, raw, fmt.Errorf("%w: entries %d..%d outside range %d..%d", ErrBadBatch,
@@ -167,7 +177,9 @@ func (c *Codec) DecodeBatch(msg []byte) (Batch, error) {
 		raw = p
 	case CompressionZstd:
 		var err error
-		raw, err = c.dec.DecodeAll(p, make([]byte, 0, rawLen))
+		// Size the buffer from the header's claim only up to a bound:
+		// a few bytes must not make the hub allocate MaxRaw.
+		raw, err = c.dec.DecodeAll(p, make([]byte, 0, min(rawLen, maxPrealloc)))
 		if err != nil {
 			return b, fmt.Errorf("%w: zstd: %v", ErrBadBatch, err)
 		}
@@ -209,7 +221,7 @@ func appendString(dst []byte, s string) []byte {
 
 func readString(p []byte) (string, []byte, bool) {
 	n, k := binary.Uvarint(p)
-	if k <= 0 || n > 256 || n > uint64(len(p)-k) {
+	if k <= 0 || n > maxBootID || n > uint64(len(p)-k) {
 		return "", p, false
 	}
 	return string(p[k : k+int(n)]), p[k+int(n):], true

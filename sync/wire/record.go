@@ -60,6 +60,7 @@ const (
 	recordVersion = 1
 	MaxKindLen    = 64
 	MaxBodyLen    = 64 << 10
+	maxZoneOffset = 18 * 3600 // seconds, either side of UTC
 )
 
 // Errors returned by the record codec.
@@ -74,8 +75,8 @@ var (
 //
 //	version(1) class(1) uvarint(len kind) kind varint(unix ms) varint(zone offset s) uvarint(len body) body
 //
-// It returns an error for an invalid class, an empty or long kind, or a
-// body over MaxBodyLen.
+// It returns an error for an invalid class, an empty or long kind, a body
+// over MaxBodyLen, or a zone offset beyond ±18 h (which the decoder refuses).
 func AppendRecord(dst []byte, r Record) ([]byte, error) {
 	if !r.Class.Valid() {
 		return dst, fmt.Errorf("%w: class %d", ErrBadRecord, r.Class)
@@ -87,6 +88,9 @@ func AppendRecord(dst []byte, r Record) ([]byte, error) {
 		return dst, fmt.Errorf("%w: body %d bytes over %d", ErrBadRecord, len(r.Body), MaxBodyLen)
 	}
 	_, off := r.Time.Zone()
+	if off < -maxZoneOffset || off > maxZoneOffset {
+		return dst, fmt.Errorf("%w: zone offset %d s beyond ±18 h", ErrBadRecord, off)
+	}
 	dst = append(dst, recordVersion, byte(r.Class))
 	dst = binary.AppendUvarint(dst, uint64(len(r.Kind)))
 	dst = append(dst, r.Kind...)
@@ -138,7 +142,7 @@ func UnmarshalRecord(seq uint64, agent string, b []byte) (Record, error) {
 	}
 	p = p[k:]
 	off, k := binary.Varint(p)
-	if k <= 0 || off < -18*3600 || off > 18*3600 {
+	if k <= 0 || off < -maxZoneOffset || off > maxZoneOffset {
 		return Record{}, fmt.Errorf("%w: zone offset", ErrBadRecord)
 	}
 	p = p[k:]

@@ -80,14 +80,15 @@ func SharedFilter(group, root, leaf string) string {
 }
 
 // ParseTopic splits a topic of the tree under root into agent and leaf.
-// It returns ErrBadTopic for anything else, including another version.
+// It returns ErrBadTopic for anything else, including another version and
+// an agent segment that fails ValidateID. Unknown leaves are returned.
 func ParseTopic(root, topic string) (agent, leaf string, err error) {
 	rest, ok := strings.CutPrefix(topic, root+"/"+Version+"/")
 	if !ok {
 		return "", "", ErrBadTopic
 	}
 	agent, leaf, ok = strings.Cut(rest, "/")
-	if !ok || agent == "" || leaf == "" {
+	if !ok || leaf == "" || ValidateID("agent", agent) != nil {
 		return "", "", ErrBadTopic
 	}
 	return agent, leaf, nil
