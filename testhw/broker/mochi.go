@@ -1,0 +1,168 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// mochiRun is one in-process mochi server with its listener.
+type mochiRun struct {
+	srv *mqtt.Server
+	ln  *loopListener
+}
+
+// startMochi starts a mochi server listening on addr that allows every
+// client and topic. Its log goes to log at warn and above.
+func startMochi(addr string, log *slog.Logger) (*mochiRun, error) {
+	srv := mqtt.New(&mqtt.Options{
+		Logger: slog.New(minLevel{h: log.Handler(), min: slog.LevelWarn}),
+	})
+	if err := srv.AddHook(new(allowAll), nil); err != nil {
+		return nil, fmt.Errorf("broker: mochi auth hook: %w", err)
+	}
+	ln := &loopListener{addr: addr, log: log, conns: make(map[net.Conn]struct{})}
+	if err := srv.AddListener(ln); err != nil {
+		return nil, fmt.Errorf("broker: mochi listen on %s: %w", addr, err)
+	}
+	if err := srv.Serve(); err != nil {
+		// Serve failed before starting the listener: release its slot by hand.
+		cerr := srv.Close()
+		ln.closeSockets()
+		ln.wg.Done()
+		return nil, errors.Join(fmt.Errorf("broker: mochi serve: %w", err), cerr)
+	}
+	return &mochiRun{srv: srv, ln: ln}, nil
+}
+
+// stop closes the server, every client connection and the listener, and
+// waits for the listener's goroutines.
+func (m *mochiRun) stop() error {
+	err := m.srv.Close()
+	m.ln.shutdown()
+	return err
+}
+
+// loopListener is a mochi listener on a TCP address that, unlike mochi's
+// own, remembers its connections and goroutines so stop can close and
+// wait for all of them.
+type loopListener struct {
+	addr string
+	log  *slog.Logger
+	l    net.Listener
+
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{}
+	closed bool
+	wg     sync.WaitGroup // the accept loop and every establish call
+}
+
+func (l *loopListener) ID() string       { return "kioskedge-tcp" }
+func (l *loopListener) Protocol() string { return "tcp" }
+func (l *loopListener) Address() string  { return l.addr }
+
+// Init opens the TCP listener; mochi calls it from AddListener.
+func (l *loopListener) Init(*slog.Logger) error {
+	ln, err := net.Listen("tcp", l.addr)
+	if err != nil {
+		return err
+	}
+	l.l = ln
+	l.wg.Add(1) // released when Serve's loop ends, or by shutdown if Serve never ran
+	return nil
+}
+
+// Serve accepts connections until the listener closes; mochi runs it in
+// its own goroutine.
+func (l *loopListener) Serve(establish listeners.EstablishFn) {
+	defer l.wg.Done()
+	for {
+		c, err := l.l.Accept()
+		if err != nil {
+			return
+		}
+		l.mu.Lock()
+		if l.closed {
+			l.mu.Unlock()
+			_ = c.Close() // accepted during shutdown: refuse it
+			continue
+		}
+		l.conns[c] = struct{}{}
+		l.wg.Add(1)
+		l.mu.Unlock()
+		go func() {
+			defer l.wg.Done()
+			if err := establish(l.ID(), c); err != nil && !errors.Is(err, net.ErrClosed) {
+				l.log.Debug("mochi client ended", "err", err)
+			}
+			l.mu.Lock()
+			delete(l.conns, c)
+			l.mu.Unlock()
+			_ = c.Close() // already closed by mochi in most cases
+		}()
+	}
+}
+
+// Close is mochi's hook: it disconnects the listener's clients and closes
+// the socket. shutdown finishes the job.
+func (l *loopListener) Close(closeClients listeners.CloseFn) {
+	closeClients(l.ID())
+	l.closeSockets()
+}
+
+func (l *loopListener) closeSockets() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return
+	}
+	l.closed = true
+	_ = l.l.Close() // the error would only say it was already closed
+	for c := range l.conns {
+		_ = c.Close() // unblocks mochi's read loop for this client
+	}
+}
+
+// shutdown closes everything and waits for the accept loop and all
+// establish calls to return.
+func (l *loopListener) shutdown() {
+	l.closeSockets()
+	l.wg.Wait()
+}
+
+// minLevel drops records below min before passing them to h.
+type minLevel struct {
+	h   slog.Handler
+	min slog.Level
+}
+
+func (m minLevel) Enabled(ctx context.Context, lv slog.Level) bool {
+	return lv >= m.min && m.h.Enabled(ctx, lv)
+}
+func (m minLevel) Handle(ctx context.Context, r slog.Record) error { return m.h.Handle(ctx, r) }
+func (m minLevel) WithAttrs(as []slog.Attr) slog.Handler {
+	return minLevel{h: m.h.WithAttrs(as), min: m.min}
+}
+func (m minLevel) WithGroup(g string) slog.Handler { return minLevel{h: m.h.WithGroup(g), min: m.min} }
+
+// allowAll lets every client connect and use every topic. mochi's own
+// auth.AllowHook lives in a package that pulls in a YAML module this
+// repository does not carry.
+type allowAll struct{ mqtt.HookBase }
+
+func (*allowAll) ID() string { return "kioskedge-allow-all" }
+
+func (*allowAll) Provides(b byte) bool {
+	return b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck
+}
+
+func (*allowAll) OnConnectAuthenticate(*mqtt.Client, packets.Packet) bool { return true }
+
+func (*allowAll) OnACLCheck(*mqtt.Client, string, bool) bool { return true }
