@@ -98,7 +98,11 @@ func (b Backoff) Delay(attempt int, r float64) time.Duration {
 	case r >= 1:
 		r = 1
 	}
-	return time.Duration(r * float64(ceil))
+	f := r * float64(ceil)
+	if f >= float64(ceil) { // r == 1, or rounding near the top of the range
+		return ceil
+	}
+	return time.Duration(f)
 }
 
 // SessionOptions configures a Session. Zero fields take the defaults

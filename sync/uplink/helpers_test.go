@@ -1,0 +1,339 @@
+package uplink
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	mochi "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/hooks/auth"
+	"github.com/mochi-mqtt/server/v2/listeners"
+
+	"github.com/kioskedge/kioskedge/sync/wire"
+)
+
+// testBroker is an in-process mochi broker on a loopback port that can be
+// restarted on the same port.
+type testBroker struct {
+	t    testing.TB
+	addr string
+	srv  *mochi.Server
+}
+
+func startBroker(t testing.TB) *testBroker {
+	t.Helper()
+	b := &testBroker{t: t, addr: "127.0.0.1:0"}
+	b.start()
+	t.Cleanup(func() { b.stop() })
+	return b
+}
+
+func (b *testBroker) start() {
+	b.t.Helper()
+	var ln net.Listener
+	var err error
+	for range 50 { // the port may linger briefly after a restart
+		if ln, err = net.Listen("tcp", b.addr); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		b.t.Fatalf("broker listen: %v", err)
+	}
+	b.addr = ln.Addr().String()
+	srv := mochi.New(&mochi.Options{InlineClient: false, Logger: slog.New(slog.DiscardHandler)})
+	if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
+		b.t.Fatal(err)
+	}
+	if err := srv.AddListener(listeners.NewNet("t", ln)); err != nil {
+		b.t.Fatal(err)
+	}
+	if err := srv.Serve(); err != nil {
+		b.t.Fatal(err)
+	}
+	b.srv = srv
+}
+
+func (b *testBroker) stop() {
+	if b.srv != nil {
+		b.srv.Close()
+		b.srv = nil
+	}
+}
+
+func (b *testBroker) Restart() { b.stop(); b.start() }
+func (b *testBroker) URL() string { return "tcp://" + b.addr }
+
+// cutProxy forwards TCP to a target and can cut every connection abruptly.
+type cutProxy struct {
+	ln     net.Listener
+	target string
+	mu     sync.Mutex
+	conns  []net.Conn
+	wg     sync.WaitGroup
+}
+
+func startProxy(t testing.TB, target string) *cutProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &cutProxy{ln: ln, target: target}
+	p.wg.Add(1)
+	go p.accept()
+	t.Cleanup(func() { ln.Close(); p.Cut(); p.wg.Wait() })
+	return p
+}
+
+func (p *cutProxy) URL() string { return "tcp://" + p.ln.Addr().String() }
+
+func (p *cutProxy) accept() {
+	defer p.wg.Done()
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		u, err := net.Dial("tcp", p.target)
+		if err != nil {
+			c.Close()
+			continue
+		}
+		p.mu.Lock()
+		p.conns = append(p.conns, c, u)
+		p.mu.Unlock()
+		p.wg.Add(2)
+		go func() { defer p.wg.Done(); io.Copy(u, c); u.Close() }()
+		go func() { defer p.wg.Done(); io.Copy(c, u); c.Close() }()
+	}
+}
+
+// Cut resets every proxied connection (RST where possible), as a network
+// failure would: no DISCONNECT, so the broker publishes the Will.
+func (p *cutProxy) Cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		if tc, ok := c.(*net.TCPConn); ok {
+			tc.SetLinger(0)
+		}
+		c.Close()
+	}
+	p.conns = nil
+}
+
+// memSource is an in-memory Source.
+type memSource struct {
+	mu      sync.Mutex
+	recs    []wire.Entry // seq order, unacked only
+	next    uint64
+	acked   uint64
+	ackCall int
+	notify  chan struct{}
+}
+
+func newMemSource(n int) *memSource {
+	s := &memSource{next: 1, notify: make(chan struct{}, 1)}
+	s.Append(n)
+	return s
+}
+
+func (s *memSource) Append(n int) {
+	s.mu.Lock()
+	for range n {
+		raw, _ := wire.MarshalRecord(wire.Record{Kind: wire.KindAccess, Class: wire.ClassCritical,
+			Time: time.UnixMilli(1700000000000 + int64(s.next)), Body: []byte(`{"door":"d1","granted":true}`)})
+		s.recs = append(s.recs, wire.Entry{Seq: s.next, Raw: raw})
+		s.next++
+	}
+	s.mu.Unlock()
+	select {
+	case s.notify <- struct{}{}:
+	default:
+	}
+}
+
+func (s *memSource) Read(after uint64, maxRecords, maxBytes int) ([]wire.Entry, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []wire.Entry
+	size := 0
+	for _, e := range s.recs {
+		if e.Seq <= after {
+			continue
+		}
+		if len(out) >= maxRecords || (len(out) > 0 && size+len(e.Raw) > maxBytes) {
+			break
+		}
+		out = append(out, e)
+		size += len(e.Raw)
+	}
+	return out, nil
+}
+
+func (s *memSource) Ack(through uint64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ackCall++
+	if through <= s.acked {
+		return nil
+	}
+	s.acked = through
+	i := 0
+	for i < len(s.recs) && s.recs[i].Seq <= through {
+		i++
+	}
+	s.recs = s.recs[i:]
+	return nil
+}
+
+func (s *memSource) AckedThrough() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.acked
+}
+
+func (s *memSource) Notify() <-chan struct{} { return s.notify }
+
+// fakeHub subscribes to events of one root, decodes batches, records every
+// sequence it saw, and (unless noAck) publishes the retained ack "stored
+// through the highest contiguous sequence".
+type fakeHub struct {
+	t      testing.TB
+	sess   *Session
+	codec  *wire.Codec
+	root   string
+	noAck  bool
+	mu     sync.Mutex
+	seen   map[uint64]int
+	order  []uint64 // first..last of each batch in arrival order
+	contig uint64
+	bad    int
+}
+
+func startHub(t testing.TB, url, root string, noAck bool) *fakeHub {
+	t.Helper()
+	codec, err := wire.NewCodec(wire.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &fakeHub{t: t, codec: codec, root: root, noAck: noAck, seen: map[uint64]int{}}
+	h.sess, err = NewSession(SessionOptions{Broker: url, ClientID: "hub-" + t.Name(), AllowPlaintext: true,
+		Backoff: Backoff{Min: 20 * time.Millisecond, Max: 200 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.sess.Subscribe(wire.Filter(root, wire.LeafEvents), 1, h.onBatch); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); h.sess.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done; codec.Close() })
+	waitFor(t, "hub connected", h.sess.Connected)
+	return h
+}
+
+func (h *fakeHub) onBatch(topic string, payload []byte) {
+	b, err := h.codec.DecodeBatch(payload)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if err != nil {
+		h.bad++
+		return
+	}
+	h.order = append(h.order, b.First, b.Last)
+	for _, e := range b.Entries {
+		h.seen[e.Seq]++
+	}
+	// Gaps declared by the range count as covered only when contiguous.
+	if b.First <= h.contig+1 && b.Last > h.contig {
+		h.contig = b.Last
+	}
+	if h.noAck {
+		return
+	}
+	ack, _ := json.Marshal(wire.Ack{Agent: b.Agent, Through: h.contig})
+	h.sess.PublishAsync(Message{Topic: wire.Topics{Root: h.root, Agent: b.Agent}.Ack(), QoS: 1, Retained: true, Payload: ack})
+}
+
+func (h *fakeHub) distinct() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.seen)
+}
+
+func (h *fakeHub) contiguous() uint64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.contig
+}
+
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// statusWatcher records every status message published on a topic.
+type statusWatcher struct {
+	mu  sync.Mutex
+	all []wire.Status
+}
+
+func watchStatus(t testing.TB, url, topic string) *statusWatcher {
+	t.Helper()
+	w := &statusWatcher{}
+	s, err := NewSession(SessionOptions{Broker: url, ClientID: "watch-" + t.Name(), AllowPlaintext: true,
+		Backoff: Backoff{Min: 20 * time.Millisecond, Max: 200 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Subscribe(topic, 1, func(_ string, p []byte) {
+		st, err := wire.DecodeStatus(p)
+		if err != nil {
+			return
+		}
+		w.mu.Lock()
+		w.all = append(w.all, st)
+		w.mu.Unlock()
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); s.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	waitFor(t, "watcher connected", s.Connected)
+	return w
+}
+
+func (w *statusWatcher) has(state, reason string, bd uint64) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, s := range w.all {
+		if s.State == state && s.Reason == reason && s.BdSeq == bd {
+			return true
+		}
+	}
+	return false
+}
+
+func (w *statusWatcher) last() (wire.Status, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.all) == 0 {
+		return wire.Status{}, false
+	}
+	return w.all[len(w.all)-1], true
+}
