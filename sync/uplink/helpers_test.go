@@ -4,71 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net"
 	"sync"
 	"testing"
 	"time"
 
-	mochi "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/hooks/auth"
-	"github.com/mochi-mqtt/server/v2/listeners"
-
 	"github.com/kioskedge/kioskedge/sync/wire"
 )
-
-// testBroker is an in-process mochi broker on a loopback port that can be
-// restarted on the same port.
-type testBroker struct {
-	t    testing.TB
-	addr string
-	srv  *mochi.Server
-}
-
-func startBroker(t testing.TB) *testBroker {
-	t.Helper()
-	b := &testBroker{t: t, addr: "127.0.0.1:0"}
-	b.start()
-	t.Cleanup(func() { b.stop() })
-	return b
-}
-
-func (b *testBroker) start() {
-	b.t.Helper()
-	var ln net.Listener
-	var err error
-	for range 50 { // the port may linger briefly after a restart
-		if ln, err = net.Listen("tcp", b.addr); err == nil {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if err != nil {
-		b.t.Fatalf("broker listen: %v", err)
-	}
-	b.addr = ln.Addr().String()
-	srv := mochi.New(&mochi.Options{InlineClient: false, Logger: slog.New(slog.DiscardHandler)})
-	if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
-		b.t.Fatal(err)
-	}
-	if err := srv.AddListener(listeners.NewNet("t", ln)); err != nil {
-		b.t.Fatal(err)
-	}
-	if err := srv.Serve(); err != nil {
-		b.t.Fatal(err)
-	}
-	b.srv = srv
-}
-
-func (b *testBroker) stop() {
-	if b.srv != nil {
-		b.srv.Close()
-		b.srv = nil
-	}
-}
-
-func (b *testBroker) Restart() { b.stop(); b.start() }
-func (b *testBroker) URL() string { return "tcp://" + b.addr }
 
 // cutProxy forwards TCP to a target and can cut every connection abruptly.
 type cutProxy struct {

@@ -9,6 +9,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"github.com/kioskedge/kioskedge/testhw/broker"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -123,84 +124,94 @@ func writeCerts(t *testing.T, dir string) (ca, cert, key string) {
 
 func TestSessionPublishSubscribe(t *testing.T) {
 	t.Parallel()
-	b := startBroker(t)
-	var got atomic.Int64
-	var onConnect atomic.Int64
-	s, err := NewSession(SessionOptions{Broker: b.URL(), ClientID: "s1", AllowPlaintext: true, MaxMessage: 100,
-		OnConnect: func(ctx context.Context, s *Session) { onConnect.Add(1) },
-		Backoff:   Backoff{Min: 10 * time.Millisecond, Max: 50 * time.Millisecond}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Publish(context.Background(), Message{Topic: "a/b", QoS: 1}); !errors.Is(err, ErrNotConnected) {
-		t.Fatalf("publish before connect: %v", err)
-	}
-	if err := <-s.PublishAsync(Message{Topic: "a/b", QoS: 1}); !errors.Is(err, ErrNotConnected) {
-		t.Fatalf("async publish before connect: %v", err)
-	}
-	if err := s.Subscribe("a/#", 1, func(topic string, p []byte) { got.Add(1) }); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	waitFor(t, "connected", s.Connected)
-	waitFor(t, "OnConnect", func() bool { return onConnect.Load() == 1 })
-	if err := s.Publish(ctx, Message{Topic: "a/b", QoS: 1, Payload: []byte("small")}); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-s.PublishAsync(Message{Topic: "a/c", QoS: 1, Payload: make([]byte, 101)}); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "delivery", func() bool { return got.Load() == 1 && s.Stats().Dropped == 1 })
-	// Restarting the broker: the session reconnects and renews the subscription.
-	b.Restart()
-	waitFor(t, "reconnect", func() bool { return s.Stats().Reconnects == 1 && s.Connected() })
-	waitFor(t, "OnConnect again", func() bool { return onConnect.Load() == 2 })
-	if err := s.Publish(ctx, Message{Topic: "a/d", QoS: 1, Payload: []byte("x")}); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "delivery after reconnect", func() bool { return got.Load() == 2 })
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatalf("Run: %v", err)
-	}
-	if s.Connected() {
-		t.Fatal("still connected after Run returned")
-	}
-	if err := s.Close(nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Run(context.Background()); !errors.Is(err, ErrClosed) {
-		t.Fatalf("Run after Close: %v", err)
-	}
+	broker.Each(t, func(t *testing.T, b *broker.Broker) {
+		t.Parallel()
+		var got atomic.Int64
+		var onConnect atomic.Int64
+		s, err := NewSession(SessionOptions{Broker: b.URL(), ClientID: "s1", AllowPlaintext: true, MaxMessage: 100,
+			OnConnect: func(ctx context.Context, s *Session) { onConnect.Add(1) },
+			Backoff:   Backoff{Min: 10 * time.Millisecond, Max: 50 * time.Millisecond}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Publish(context.Background(), Message{Topic: "a/b", QoS: 1}); !errors.Is(err, ErrNotConnected) {
+			t.Fatalf("publish before connect: %v", err)
+		}
+		if err := <-s.PublishAsync(Message{Topic: "a/b", QoS: 1}); !errors.Is(err, ErrNotConnected) {
+			t.Fatalf("async publish before connect: %v", err)
+		}
+		if err := s.Subscribe("a/#", 1, func(topic string, p []byte) { got.Add(1) }); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- s.Run(ctx) }()
+		waitFor(t, "connected", s.Connected)
+		waitFor(t, "OnConnect", func() bool { return onConnect.Load() == 1 })
+		if err := s.Publish(ctx, Message{Topic: "a/b", QoS: 1, Payload: []byte("small")}); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-s.PublishAsync(Message{Topic: "a/c", QoS: 1, Payload: make([]byte, 101)}); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "delivery", func() bool { return got.Load() == 1 && s.Stats().Dropped == 1 })
+		// Restarting the broker: the session reconnects and renews the subscription.
+		if err := b.Restart(); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "reconnect", func() bool { return s.Stats().Reconnects == 1 && s.Connected() })
+		waitFor(t, "OnConnect again", func() bool { return onConnect.Load() == 2 })
+		if err := s.Publish(ctx, Message{Topic: "a/d", QoS: 1, Payload: []byte("x")}); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "delivery after reconnect", func() bool { return got.Load() == 2 })
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		if s.Connected() {
+			t.Fatal("still connected after Run returned")
+		}
+		if err := s.Close(nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Run(context.Background()); !errors.Is(err, ErrClosed) {
+			t.Fatalf("Run after Close: %v", err)
+		}
+	})
 }
 
 func TestSessionRetriesUnreachableBroker(t *testing.T) {
 	t.Parallel()
-	b := startBroker(t)
-	url := b.URL()
-	b.stop()
-	s, err := NewSession(SessionOptions{Broker: url, ClientID: "s2", AllowPlaintext: true,
-		Rand:    func() float64 { return 0.5 },
-		Backoff: Backoff{Min: 10 * time.Millisecond, Max: 40 * time.Millisecond}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	waitFor(t, "failed attempts", func() bool { return s.Stats().ConnectFailures >= 3 })
-	b.start()
-	waitFor(t, "connected", s.Connected)
-	if err := s.Close(nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	cancel()
-	if err := s.Close(nil); err != nil { // idempotent
-		t.Fatal(err)
-	}
+	broker.Each(t, func(t *testing.T, b *broker.Broker) {
+		t.Parallel()
+		url := b.URL()
+		if err := b.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		s, err := NewSession(SessionOptions{Broker: url, ClientID: "s2", AllowPlaintext: true,
+			Rand:    func() float64 { return 0.5 },
+			Backoff: Backoff{Min: 10 * time.Millisecond, Max: 40 * time.Millisecond}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- s.Run(ctx) }()
+		waitFor(t, "failed attempts", func() bool { return s.Stats().ConnectFailures >= 3 })
+		if err := b.Restart(); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "connected", s.Connected)
+		if err := s.Close(nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+		if err := s.Close(nil); err != nil { // idempotent
+			t.Fatal(err)
+		}
+	})
 }
