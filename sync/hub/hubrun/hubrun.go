@@ -1,0 +1,229 @@
+package hubrun
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/kioskedge/kioskedge/sync/hub"
+	"github.com/kioskedge/kioskedge/sync/hubstore"
+	"github.com/kioskedge/kioskedge/sync/uplink"
+	"github.com/kioskedge/kioskedge/sync/wire"
+)
+
+// ErrConfig is returned by New for an invalid Config.
+var ErrConfig = errors.New("hubrun: invalid config")
+
+// Config describes one hub process.
+type Config struct {
+	Broker   string // broker URL, e.g. "ssl://hub:8883" or (plaintext) "tcp://127.0.0.1:1883"
+	ClientID string // MQTT client id; default "kioskedge-hubd"
+	// TLS names the CA and client certificate for ssl:// brokers.
+	TLS *uplink.TLSFiles
+	// AllowPlaintext permits tcp:// brokers (lab and demo only).
+	AllowPlaintext bool
+	Backoff        uplink.Backoff // reconnect back-off; zero fields take uplink's defaults
+
+	Root       string // topic root; required
+	DBPath     string // hubstore file; required
+	ShareGroup string // "" subscribes directly; otherwise $share/<group>/…
+
+	// HTTPAddr is where the JSON API listens, e.g. "127.0.0.1:8740" or
+	// "127.0.0.1:0" for a free port; "" serves no HTTP.
+	HTTPAddr string
+
+	Limits wire.Limits // batch decoding limits; zero fields take wire's defaults
+	Logger *slog.Logger
+}
+
+// Server is a running hub: store, MQTT session, ingest and HTTP API.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	store   *hubstore.Store
+	session *uplink.Session
+	hub     *hub.Hub
+	ln      net.Listener
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New opens the store, builds the MQTT session and the hub, and binds the
+// HTTP listener; it starts nothing (see Run). On any error it closes what
+// it opened and returns ErrConfig for an invalid config, or the failing
+// component's error (store open, TLS files, listen).
+func New(cfg Config) (_ *Server, err error) {
+	if cfg.Root == "" || cfg.DBPath == "" || cfg.Broker == "" {
+		return nil, fmt.Errorf("%w: broker, root and db path are required", ErrConfig)
+	}
+	if cfg.ClientID == "" {
+		cfg.ClientID = "kioskedge-hubd"
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	s := &Server{cfg: cfg, log: log}
+	defer func() {
+		if err != nil {
+			// The construction error is what the caller needs.
+			_ = s.Close()
+		}
+	}()
+	s.store, err = hubstore.Open(cfg.DBPath, hubstore.Options{Logger: log.With("component", "hubstore")})
+	if err != nil {
+		return nil, err
+	}
+	maxMsg := cfg.Limits.MaxMessage
+	if maxMsg <= 0 {
+		maxMsg = uplink.DefaultMaxMessage
+	}
+	s.session, err = uplink.NewSession(uplink.SessionOptions{
+		Broker:         cfg.Broker,
+		ClientID:       cfg.ClientID,
+		TLS:            cfg.TLS,
+		AllowPlaintext: cfg.AllowPlaintext,
+		Backoff:        cfg.Backoff,
+		MaxMessage:     maxMsg,
+		Logger:         log.With("component", "uplink"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.hub, err = hub.New(hub.Options{
+		Root:       cfg.Root,
+		Store:      s.store,
+		Transport:  Adapt(s.session),
+		Limits:     cfg.Limits,
+		ShareGroup: cfg.ShareGroup,
+		Logger:     log.With("component", "hub"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	if cfg.HTTPAddr != "" {
+		s.ln, err = net.Listen("tcp", cfg.HTTPAddr)
+		if err != nil {
+			return nil, fmt.Errorf("hubrun: http listen: %w", err)
+		}
+	}
+	return s, nil
+}
+
+// Hub returns the ingest, for Stats, AgentReceived, Agents and Wait.
+func (s *Server) Hub() *hub.Hub { return s.hub }
+
+// HTTPAddr returns the address the API listens on ("" if none), with the
+// real port when Config.HTTPAddr asked for port 0.
+func (s *Server) HTTPAddr() string {
+	if s.ln == nil {
+		return ""
+	}
+	return s.ln.Addr().String()
+}
+
+// Session returns the MQTT session, for its stats.
+func (s *Server) Session() *uplink.Session { return s.session }
+
+// Run connects to the broker, ingests and serves HTTP until ctx ends. Then
+// it commits and acks what is queued, disconnects cleanly, stops the HTTP
+// server (waiting up to 5 s for requests in progress) and returns nil; or
+// the first component error (a refused subscription, the HTTP server
+// failing). It does not close the store: call Close after Run returns.
+func (s *Server) Run(ctx context.Context) error {
+	// The session outlives the hub's Run so that the final commit's acks
+	// can still be published.
+	sessCtx, stopSession := context.WithCancel(context.Background())
+	defer stopSession()
+	hubCtx, stopHub := context.WithCancel(ctx)
+	defer stopHub()
+
+	var wg sync.WaitGroup
+	errs := make(chan error, 3)
+	wg.Go(func() {
+		if err := s.session.Run(sessCtx); err != nil {
+			errs <- fmt.Errorf("hubrun: mqtt session: %w", err)
+			stopHub()
+		}
+	})
+	var srv *http.Server
+	if s.ln != nil {
+		srv = &http.Server{
+			Handler:           s.hub.Handler(),
+			ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog:          slog.NewLogLogger(s.log.With("component", "http").Handler(), slog.LevelWarn),
+		}
+		wg.Go(func() {
+			if err := srv.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errs <- fmt.Errorf("hubrun: http: %w", err)
+				stopHub()
+			}
+		})
+		s.log.Info("hub http api listening", "addr", s.ln.Addr().String())
+	}
+	if err := s.hub.Run(hubCtx); err != nil {
+		errs <- err
+	}
+	if srv != nil {
+		shCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := srv.Shutdown(shCtx); err != nil {
+			s.log.Warn("hub http shutdown", "err", err)
+		}
+		cancel()
+	}
+	if err := s.session.Close(nil); err != nil {
+		s.log.Warn("mqtt close", "err", err)
+	}
+	stopSession()
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return err
+	default:
+		return nil
+	}
+}
+
+// Close releases the hub's codec, the MQTT session, the listener and the
+// store. It is idempotent and safe on a half-built Server; call it after
+// Run returned. It returns the store's close error, if any.
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() {
+		if s.hub != nil {
+			// Close never fails; it only releases the codec.
+			_ = s.hub.Close()
+		}
+		if s.session != nil {
+			// A never-run or already-closed session has nothing to report.
+			_ = s.session.Close(nil)
+		}
+		if s.ln != nil {
+			// Serve closed it already when Run ran; a second close errors.
+			_ = s.ln.Close()
+		}
+		if s.store != nil {
+			s.closeErr = s.store.Close()
+		}
+	})
+	return s.closeErr
+}
+
+// Adapt makes a *uplink.Session a hub.Transport.
+func Adapt(s *uplink.Session) hub.Transport { return transport{s} }
+
+type transport struct{ s *uplink.Session }
+
+func (t transport) Subscribe(filter string, qos byte, h func(topic string, payload []byte)) error {
+	return t.s.Subscribe(filter, qos, h)
+}
+
+func (t transport) PublishAsync(m hub.Message) <-chan error {
+	return t.s.PublishAsync(uplink.Message{Topic: m.Topic, QoS: m.QoS, Retained: m.Retained, Payload: m.Payload})
+}
