@@ -2,6 +2,7 @@ package outbox
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"time"
 
@@ -115,7 +116,14 @@ func (o *Outbox) commitGroup(group []*request) {
 	for i, r := range group {
 		vals[i] = r.val
 	}
-	first, err := o.appendValues(vals)
+	first, gen, err := o.appendValues(vals)
+	if errors.Is(err, ErrCorrupt) {
+		if herr := o.heal(gen, err); herr != nil {
+			err = herr
+		} else {
+			first, _, err = o.appendValues(vals)
+		}
+	}
 	for i, r := range group {
 		if err != nil {
 			r.err = err
@@ -134,14 +142,15 @@ func (o *Outbox) commitGroup(group []*request) {
 
 // appendValues stores vals with consecutive sequences in one transaction
 // (evicting under the budget first) and returns the first sequence.
-func (o *Outbox) appendValues(vals [][]byte) (first uint64, err error) {
+func (o *Outbox) appendValues(vals [][]byte) (first, gen uint64, err error) {
 	o.wmu.Lock()
 	defer o.wmu.Unlock()
 	o.dbMu.RLock()
 	defer o.dbMu.RUnlock()
 	if o.db == nil {
-		return 0, ErrClosed
+		return 0, 0, ErrClosed
 	}
+	gen = o.gen
 	cur := o.published()
 	var st *state
 	evicted := false
@@ -171,7 +180,7 @@ func (o *Outbox) appendValues(vals [][]byte) (first uint64, err error) {
 		return w.finish()
 	})
 	if err != nil {
-		return 0, fmt.Errorf("outbox: commit: %w", err)
+		return 0, gen, fmt.Errorf("outbox: commit: %w", err)
 	}
 	o.stMu.Lock()
 	wasEmpty := o.st.depth() == 0
@@ -181,7 +190,7 @@ func (o *Outbox) appendValues(vals [][]byte) (first uint64, err error) {
 		o.oldestOK = false
 	}
 	o.stMu.Unlock()
-	return first, nil
+	return first, gen, nil
 }
 
 // reserve makes sure the side file reserves every sequence through last.

@@ -208,12 +208,21 @@ func loadState(db *bolt.DB, path string) (*state, error) {
 // larger than Options.ReclaimAbove, the file is swapped for a fresh one.
 //
 // Errors: ErrClosed; ErrBadAck (through >= NextSeq; nothing changes);
-// ErrCorrupt or an I/O error from the commit (nothing changes); an error
+// an I/O error from the commit (nothing changes); ErrCorrupt if the file
+// is found damaged (it is then replaced as Open does, and the ack must be
+// repeated against the salvaged records); an error
 // from the reclaim, after the ack itself is durable (a retry is a no-op).
 func (o *Outbox) Ack(through uint64) error {
 	o.wmu.Lock()
+	st, gen, err := o.ackLocked(through)
+	if errors.Is(err, ErrCorrupt) {
+		o.wmu.Unlock()
+		if herr := o.heal(gen, err); herr != nil {
+			return errors.Join(err, herr)
+		}
+		return err
+	}
 	defer o.wmu.Unlock()
-	st, err := o.ackLocked(through)
 	if err != nil || st == nil {
 		return err
 	}
@@ -234,18 +243,19 @@ func (o *Outbox) Ack(through uint64) error {
 	return nil
 }
 
-func (o *Outbox) ackLocked(through uint64) (*state, error) {
+func (o *Outbox) ackLocked(through uint64) (*state, uint64, error) {
 	o.dbMu.RLock()
 	defer o.dbMu.RUnlock()
 	if o.db == nil {
-		return nil, ErrClosed
+		return nil, 0, ErrClosed
 	}
+	gen := o.gen
 	cur := o.published()
 	if through <= cur.acked {
-		return nil, nil
+		return nil, gen, nil
 	}
 	if through >= cur.nextSeq {
-		return nil, fmt.Errorf("%w: %d, next sequence %d", ErrBadAck, through, cur.nextSeq)
+		return nil, gen, fmt.Errorf("%w: %d, next sequence %d", ErrBadAck, through, cur.nextSeq)
 	}
 	var st *state
 	err := safeUpdate(o.db, func(tx *bolt.Tx) error {
@@ -291,13 +301,13 @@ func (o *Outbox) ackLocked(through uint64) (*state, error) {
 		return w.finish()
 	})
 	if err != nil {
-		return nil, fmt.Errorf("outbox: ack: %w", err)
+		return nil, gen, fmt.Errorf("outbox: ack: %w", err)
 	}
 	o.stMu.Lock()
 	o.st = st
 	o.oldestOK = false
 	o.stMu.Unlock()
-	return st, nil
+	return st, gen, nil
 }
 
 // reclaim swaps the (empty) file for a fresh one holding only st. Crash

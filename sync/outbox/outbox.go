@@ -101,6 +101,8 @@ type Outbox struct {
 	commits  uint64
 	oldest   time.Time
 	oldestOK bool // oldest is up to date
+
+	gen uint64 // file generation, bumped when a damaged file is replaced (dbMu)
 }
 
 type request struct {
@@ -234,9 +236,22 @@ func (o *Outbox) publish(st *state) {
 // that the first record is returned even if it alone is larger. Values are
 // copied; no transaction stays open. maxRecords <= 0 means 1000 and
 // maxBytes <= 0 means 1 MiB. An empty result with a nil error means
-// nothing is waiting. Errors: ErrClosed, or ErrCorrupt if the file's pages
-// are damaged (the caller may Close and Open again, which salvages).
-func (o *Outbox) Read(after uint64, maxRecords, maxBytes int) (ents []wire.Entry, err error) {
+// nothing is waiting. If the walk meets damaged pages, the file is replaced
+// as Open does (quarantine, salvage, alarm record) and the read is retried
+// once. Errors: ErrClosed; ErrCorrupt if the retry fails too; an error
+// from the replacement.
+func (o *Outbox) Read(after uint64, maxRecords, maxBytes int) ([]wire.Entry, error) {
+	ents, gen, err := o.read(after, maxRecords, maxBytes)
+	if errors.Is(err, ErrCorrupt) {
+		if herr := o.heal(gen, err); herr != nil {
+			return nil, herr
+		}
+		ents, _, err = o.read(after, maxRecords, maxBytes)
+	}
+	return ents, err
+}
+
+func (o *Outbox) read(after uint64, maxRecords, maxBytes int) (ents []wire.Entry, gen uint64, err error) {
 	if maxRecords <= 0 {
 		maxRecords = 1000
 	}
@@ -246,13 +261,14 @@ func (o *Outbox) Read(after uint64, maxRecords, maxBytes int) (ents []wire.Entry
 	o.dbMu.RLock()
 	defer o.dbMu.RUnlock()
 	if o.db == nil {
-		return nil, ErrClosed
+		return nil, 0, ErrClosed
 	}
+	gen = o.gen
 	st := o.published()
 	start := max(after, st.acked) + 1
 	limit := st.nextSeq // never show records whose commit has not returned
 	if start >= limit {
-		return nil, nil
+		return nil, gen, nil
 	}
 	err = safeView(o.db, func(tx *bolt.Tx) error {
 		var slab []byte
@@ -287,9 +303,9 @@ func (o *Outbox) Read(after uint64, maxRecords, maxBytes int) (ents []wire.Entry
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, gen, err
 	}
-	return ents, nil
+	return ents, gen, nil
 }
 
 // safeView runs a read transaction, turning a panic or memory fault
@@ -329,3 +345,34 @@ func (o *Outbox) Close() error {
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// heal replaces a file found damaged after Open, exactly as Open does,
+// unless another caller already replaced generation gen.
+func (o *Outbox) heal(gen uint64, cause error) error {
+	o.wmu.Lock()
+	defer o.wmu.Unlock()
+	o.dbMu.Lock()
+	defer o.dbMu.Unlock()
+	if o.db == nil {
+		return ErrClosed
+	}
+	if o.gen != gen {
+		return nil
+	}
+	old := o.db
+	o.db = nil
+	o.gen++
+	ndb, st, err := o.replaceCorrupt(old, cause)
+	if err != nil {
+		if ndb != nil {
+			err = errors.Join(err, ndb.Close())
+		}
+		return fmt.Errorf("outbox: replacing damaged file: %w", err)
+	}
+	o.db = ndb
+	o.stMu.Lock()
+	o.st = st
+	o.oldestOK = false
+	o.stMu.Unlock()
+	return nil
+}

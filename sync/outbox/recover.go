@@ -2,6 +2,7 @@ package outbox
 
 import (
 	"encoding/binary"
+	"errors"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -140,7 +141,7 @@ func closeQuietly(db *bolt.DB) (err error) {
 func salvage(path string, put func([]salvaged) error) (*state, string, error) {
 	db, err := openBolt(path, true)
 	if err != nil {
-		return nil, "page_scan", scanPages(path, put)
+		return nil, "page_scan", scanPages(path, 0, put)
 	}
 	defer func() {
 		if cerr := closeQuietly(db); cerr != nil && err == nil {
@@ -161,7 +162,7 @@ func salvage(path string, put func([]salvaged) error) (*state, string, error) {
 	})
 	if err != nil {
 		// The root itself is unreadable: fall back to the page scan.
-		return old, "page_scan", scanPages(path, put)
+		return old, "page_scan", scanPages(path, 0, put)
 	}
 	var acked uint64
 	if old != nil {
@@ -191,7 +192,15 @@ func salvage(path string, put func([]salvaged) error) (*state, string, error) {
 			firstErr = err
 		}
 	}
-	return old, "bbolt", firstErr
+	if firstErr != nil {
+		// A segment faulted part way: the pages past the fault may still
+		// hold records, which only the page scan can reach.
+		if err := scanPages(path, acked, put); err != nil {
+			return old, "bbolt+page_scan", errors.Join(firstErr, err)
+		}
+		return old, "bbolt+page_scan", nil
+	}
+	return old, "bbolt", nil
 }
 
 // salvageable copies a key/value pair if it is a well-formed record.
@@ -223,7 +232,9 @@ const (
 // a wire record). Inline segment buckets are followed. Old copies of pages
 // may yield records already acked or evicted: they are sent again and the
 // hub drops duplicates.
-func scanPages(path string, put func([]salvaged) error) error {
+//
+// Only records above `after` are kept.
+func scanPages(path string, after uint64, put func([]salvaged) error) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return err
@@ -249,7 +260,7 @@ func scanPages(path string, put func([]salvaged) error) error {
 					pages = over + 1
 				}
 			}
-			batch = scanLeaf(page, batch, 0)
+			batch = scanLeaf(page, batch, 0, after)
 		}
 		if len(batch) >= salvageBatch {
 			if err := put(batch); err != nil {
@@ -266,7 +277,7 @@ func scanPages(path string, put func([]salvaged) error) error {
 }
 
 // scanLeaf appends the records found in one leaf page image.
-func scanLeaf(page []byte, out []salvaged, depth int) []salvaged {
+func scanLeaf(page []byte, out []salvaged, depth int, after uint64) []salvaged {
 	if len(page) < pageHeaderSize || depth > 1 {
 		return out
 	}
@@ -288,11 +299,11 @@ func scanLeaf(page []byte, out []salvaged, depth int) []salvaged {
 		if flags&bucketLeafFlag != 0 {
 			// An inline bucket: header with root page 0, then a page image.
 			if isSegName(k) && len(v) > bucketHdrSize && binary.LittleEndian.Uint64(v) == 0 {
-				out = scanLeaf(v[bucketHdrSize:], out, depth+1)
+				out = scanLeaf(v[bucketHdrSize:], out, depth+1, after)
 			}
 			continue
 		}
-		if e, ok := salvageable(k, v); ok {
+		if e, ok := salvageable(k, v); ok && e.seq > after {
 			out = append(out, e)
 		}
 	}
