@@ -1,0 +1,164 @@
+// Package node wires one agent's store-and-forward spine from its config:
+// the outbox file in the data directory and the uplink that drains it to
+// the hub. cmd/kioskd, cmd/kioskdemo and cmd/kbench share it so the three
+// run the same wiring; it lives under cmd/ because wiring concrete parts is
+// the mains' job (DESIGN.md §3).
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/kioskedge/kioskedge/agent/config"
+	"github.com/kioskedge/kioskedge/sync/outbox"
+	"github.com/kioskedge/kioskedge/sync/uplink"
+	"github.com/kioskedge/kioskedge/sync/wire"
+)
+
+// Options are what a node needs besides its config.
+type Options struct {
+	Config  config.Config
+	Version string
+	Codec   *wire.Codec // shared by every node of a process; required
+	Logger  *slog.Logger
+	Now     func() time.Time
+}
+
+// Node is one agent's outbox and uplink.
+type Node struct {
+	Outbox *outbox.Outbox
+	Uplink *uplink.Uplink
+	BootID string
+	cfg    config.Config
+	now    func() time.Time
+}
+
+// Open creates the data directory if needed, opens (or recovers) the outbox
+// and builds the uplink. On error everything opened so far is closed.
+func Open(o Options) (*Node, error) {
+	if o.Codec == nil {
+		return nil, errors.New("node: Codec is required")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	c := o.Config
+	log := o.Logger.With("agent", c.Agent.ID)
+	if err := os.MkdirAll(c.Agent.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("node: data dir: %w", err)
+	}
+	ob, err := outbox.Open(outbox.Options{
+		Path:         filepath.Join(c.Agent.DataDir, "outbox.db"),
+		BudgetBytes:  int64(c.Outbox.Budget),
+		ReclaimAbove: int64(c.Outbox.ReclaimAbove),
+		Now:          o.Now,
+		Logger:       log.With("component", "outbox"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	n := &Node{Outbox: ob, BootID: newBootID(), cfg: c, now: o.Now}
+	password := ""
+	if c.Hub.PasswordFile != "" {
+		b, err := os.ReadFile(c.Hub.PasswordFile)
+		if err != nil {
+			_ = ob.Close() // the read error is the one worth returning
+			return nil, fmt.Errorf("node: hub.password_file: %w", err)
+		}
+		password = strings.TrimSpace(string(b))
+	}
+	var tlsFiles *uplink.TLSFiles
+	if c.Hub.CertFile != "" || c.Hub.CAFile != "" {
+		tlsFiles = &uplink.TLSFiles{CAFile: c.Hub.CAFile, CertFile: c.Hub.CertFile, KeyFile: c.Hub.KeyFile}
+	}
+	n.Uplink, err = uplink.New(uplink.Options{
+		Session: uplink.SessionOptions{
+			Broker:         c.Hub.Broker,
+			ClientID:       c.Agent.ID,
+			TLS:            tlsFiles,
+			AllowPlaintext: c.Hub.Plaintext,
+			Username:       c.Hub.Username,
+			Password:       password,
+			KeepAlive:      c.Hub.KeepAlive.D(),
+			Backoff:        uplink.Backoff{Min: c.Hub.BackoffMin.D(), Max: c.Hub.BackoffMax.D(), StableAfter: c.Hub.BackoffStable.D()},
+			Logger:         log.With("component", "mqtt"),
+		},
+		Root:           c.Hub.Root,
+		Agent:          c.Agent.ID,
+		BootID:         n.BootID,
+		Version:        o.Version,
+		ConfigHash:     configHash(c),
+		BatchRecords:   c.Hub.BatchRecords,
+		BatchBytes:     int(c.Hub.BatchBytes),
+		Window:         c.Hub.Window,
+		AckTimeout:     c.Hub.AckTimeout.D(),
+		HealthInterval: c.Hub.HealthInterval.D(),
+		Health:         n.outboxHealth,
+		BdSeqPath:      filepath.Join(c.Agent.DataDir, "bdseq"),
+		Codec:          o.Codec,
+		Now:            o.Now,
+		Logger:         log.With("component", "uplink"),
+	}, ob)
+	if err != nil {
+		_ = ob.Close() // the uplink error is the one worth returning
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	return n, nil
+}
+
+// Append stores r durably; see outbox.Outbox.Append.
+func (n *Node) Append(ctx context.Context, r wire.Record) (uint64, error) {
+	return n.Outbox.Append(ctx, r)
+}
+
+// Run drains the outbox to the hub until ctx ends, then publishes the death
+// message and disconnects. It returns nil on a clean stop.
+func (n *Node) Run(ctx context.Context) error { return n.Uplink.Run(ctx) }
+
+// Close closes the outbox. Call it after Run has returned; it is idempotent.
+func (n *Node) Close() error { return n.Outbox.Close() }
+
+func (n *Node) outboxHealth() wire.OutboxHealth {
+	s := n.Outbox.Stats()
+	h := wire.OutboxHealth{
+		Depth:        s.Depth,
+		DiskBytes:    s.FileBytes,
+		BudgetBytes:  s.BudgetBytes,
+		NextSeq:      s.NextSeq,
+		AckedThrough: s.AckedThrough,
+		Evicted:      s.Evicted,
+	}
+	if !s.Oldest.IsZero() {
+		h.OldestUnsentS = n.now().Sub(s.Oldest).Seconds()
+	}
+	return h
+}
+
+func newBootID() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b) // crypto/rand.Read never returns an error on Linux (Go ≥ 1.24 panics instead)
+	return hex.EncodeToString(b)
+}
+
+// configHash lets the hub tell which boxes run which configuration.
+func configHash(c config.Config) string {
+	b, err := json.Marshal(c)
+	if err != nil {
+		return ""
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:8])
+}
