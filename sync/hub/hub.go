@@ -66,8 +66,9 @@ type Options struct {
 	// by the hub.
 	Codec  *wire.Codec
 	Limits wire.Limits
-	// ShareGroup, if set, subscribes with $share/<group>/… so several hubs
-	// split the agents' traffic.
+	// ShareGroup, if set, subscribes to events with $share/<group>/… so
+	// several hubs split the agents' batches; status and health stay
+	// direct subscriptions (see filter).
 	ShareGroup string
 	// QueueLen bounds queued, uncommitted items (batches, statuses,
 	// health); default 64.
@@ -211,8 +212,12 @@ func validateRoot(root string) error {
 	return nil
 }
 
+// filter returns the subscription filter for leaf. Only events use the
+// shared subscription: brokers do not deliver retained messages to shared
+// subscriptions (Mosquitto among them), and status and health are small
+// retained snapshots every hub instance should hold.
 func (h *Hub) filter(leaf string) string {
-	if h.opts.ShareGroup != "" {
+	if h.opts.ShareGroup != "" && leaf == wire.LeafEvents {
 		return wire.SharedFilter(h.opts.ShareGroup, h.opts.Root, leaf)
 	}
 	return wire.Filter(h.opts.Root, leaf)

@@ -459,7 +459,8 @@ func TestQueueFullBlocksThenDrops(t *testing.T) {
 
 func TestSharedSubscription(t *testing.T) {
 	f := start(t, filepath.Join(t.TempDir(), "hub.db"), func(o *Options) { o.ShareGroup = "hubs" })
-	if !strings.HasPrefix(f.tr.filters[0], "$share/hubs/"+root+"/v1/+/") {
+	want := []string{"$share/hubs/" + root + "/v1/+/events", root + "/v1/+/status", root + "/v1/+/health"}
+	if !slices.Equal(f.tr.filters, want) {
 		t.Fatalf("filters %v", f.tr.filters)
 	}
 }
