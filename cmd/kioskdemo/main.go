@@ -86,7 +86,9 @@ type agent struct {
 }
 
 func run(ctx context.Context, f flags, out io.Writer) (int, error) {
-	level := slog.LevelWarn
+	// The demo narrates faults itself; the components' warnings about the
+	// connections it breaks on purpose would only bury the progress lines.
+	level := slog.LevelError
 	if f.verbose {
 		level = slog.LevelInfo
 	}

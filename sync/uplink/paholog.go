@@ -15,9 +15,13 @@ import (
 // WARN, DEBUG) shared by every client in the process, so they cannot carry
 // a per-session logger. They are set once, here, to a bridge that forwards
 // to the logger of the most recently created session that has one (in
-// practice the process has one logger tree). paho's DEBUG output is very
-// chatty, so it goes to slog's debug level and is not even formatted unless
-// that level is enabled.
+// practice the process has one logger tree), so in a process with several
+// sessions (the demo, the hub) a paho line may carry another session's
+// attributes. That is one reason paho's ERROR and WARN lines go to slog's
+// debug level: the session itself logs every connect failure and lost
+// connection at warn, with the broker and the back-off, and paho's lines
+// only repeat them from inside. CRITICAL stays an error. Nothing is
+// formatted unless its level is enabled.
 var (
 	pahoOnce   sync.Once
 	pahoLogger atomic.Pointer[slog.Logger]
@@ -26,9 +30,9 @@ var (
 func bridgePaho(l *slog.Logger) {
 	pahoLogger.Store(l.With("component", "paho"))
 	pahoOnce.Do(func() {
-		mqtt.ERROR = pahoBridge{level: slog.LevelError, name: "ERROR"}
+		mqtt.ERROR = pahoBridge{level: slog.LevelDebug, name: "ERROR"}
 		mqtt.CRITICAL = pahoBridge{level: slog.LevelError, name: "CRITICAL"}
-		mqtt.WARN = pahoBridge{level: slog.LevelWarn, name: "WARN"}
+		mqtt.WARN = pahoBridge{level: slog.LevelDebug, name: "WARN"}
 		mqtt.DEBUG = pahoBridge{level: slog.LevelDebug, name: "DEBUG"}
 	})
 }

@@ -376,6 +376,10 @@ func (s *Session) Run(ctx context.Context) error {
 		case <-c.lost:
 		}
 		s.dropConn(c)
+		if ctx.Err() != nil || s.isClosing() {
+			// The loss is our own disconnect racing the close signal.
+			return nil
+		}
 		s.lost.Add(1)
 		s.log.Warn("mqtt connection lost", "broker", s.broker, "err", c.lostErr, "up_for", time.Since(up))
 		if s.opts.OnConnectionLost != nil {
@@ -702,4 +706,14 @@ func (s *Session) Close(final *Message) error {
 		close(s.closeCh)
 	})
 	return s.closeErr
+}
+
+// isClosing reports whether Close has been called.
+func (s *Session) isClosing() bool {
+	select {
+	case <-s.closeCh:
+		return true
+	default:
+		return false
+	}
 }
