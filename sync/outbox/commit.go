@@ -7,6 +7,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/kioskedge/kioskedge/sync/wire"
 )
@@ -313,7 +314,7 @@ func (w *writer) dropSegment(g uint64) error {
 	delete(w.st.segs, g)
 	delete(w.bkts, g)
 	w.dirty[g] = true
-	if err := w.tx.DeleteBucket(segName(g)); err != nil && err != bolt.ErrBucketNotFound {
+	if err := w.tx.DeleteBucket(segName(g)); err != nil && !errors.Is(err, berrors.ErrBucketNotFound) {
 		return err
 	}
 	return nil

@@ -213,22 +213,10 @@ func (o *Outbox) refreshOldest() time.Time {
 	return t
 }
 
-func (o *Outbox) invalidateOldest() {
-	o.stMu.Lock()
-	o.oldestOK = false
-	o.stMu.Unlock()
-}
-
 func (o *Outbox) published() *state {
 	o.stMu.Lock()
 	defer o.stMu.Unlock()
 	return o.st
-}
-
-func (o *Outbox) publish(st *state) {
-	o.stMu.Lock()
-	o.st = st
-	o.stMu.Unlock()
 }
 
 // Read returns up to maxRecords records with Seq > after (and above
