@@ -63,7 +63,7 @@ func measureBoltPerRecord(ctx context.Context, cfg Config, val []byte, records i
 	if err := db.Close(); err != nil {
 		return result{}, err
 	}
-	res := result{records: len(lat), elapsed: elapsed, rate: float64(len(lat)) / elapsed.Seconds()}
+	res := result{records: len(lat), elapsed: elapsed, rate: float64(len(lat)) / elapsed.Seconds(), lat: lat}
 	res.p50, res.p99 = percentiles(lat)
 	return res, nil
 }
