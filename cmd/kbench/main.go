@@ -57,6 +57,9 @@ func suites() []suite {
 }
 
 func main() {
+	if os.Getenv(envAgentChild) != "" {
+		os.Exit(runAgentChild()) // the sync suite's draining agent (sync.go)
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
