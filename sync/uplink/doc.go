@@ -19,5 +19,5 @@
 //     may acknowledge a publish and still drop it.
 //
 // paho's loggers are process-wide variables; this package bridges them to
-// slog once (see bridgePaho).
+// slog once, at package initialisation (see paholog.go).
 package uplink

@@ -1,11 +1,15 @@
 package broker
 
 import (
+	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -40,6 +44,9 @@ var (
 	// ErrExited is returned when the mosquitto process exited while
 	// starting.
 	ErrExited = errors.New("broker: mosquitto exited")
+	// ErrTLS is returned by Start when Options.TLS is incomplete, names
+	// files that cannot be loaded, or asks for what the kind cannot do.
+	ErrTLS = errors.New("broker: TLS listener")
 )
 
 // readyTimeout bounds how long Start and Restart wait for the broker to
@@ -59,6 +66,105 @@ type Options struct {
 	// MosquittoConf holds extra mosquitto.conf lines (Kind Mosquitto
 	// only), appended after the generated listener lines.
 	MosquittoConf string
+	// TLS, when set, makes the listener a TLS listener (both kinds) and
+	// URL return ssl://. Nil keeps plaintext MQTT.
+	TLS *TLSListener
+}
+
+// TLSListener configures a TLS listener. All files are PEM; package
+// testhw/certs generates a matching set.
+type TLSListener struct {
+	// CertFile and KeyFile are the broker's certificate and key; required.
+	// The certificate must be valid for 127.0.0.1.
+	CertFile, KeyFile string
+	// CAFile holds the CAs that client certificates are verified against;
+	// required when RequireClientCert is set. Mosquitto also verifies an
+	// offered client certificate against it when RequireClientCert is not
+	// set; Mochi does the same.
+	CAFile string
+	// RequireClientCert refuses every client without a certificate signed
+	// by a CA in CAFile (mosquitto's require_certificate): the TLS
+	// handshake fails and no MQTT packet is read.
+	RequireClientCert bool
+	// UseIdentityAsUsername makes the certificate's common name the MQTT
+	// username (mosquitto's use_identity_as_username), for ACLs in
+	// MosquittoConf. It needs RequireClientCert, and Kind Mosquitto: Start
+	// returns ErrTLS for Mochi rather than ignore it.
+	UseIdentityAsUsername bool
+}
+
+// probeConfig checks l against kind and returns the client configuration
+// the readiness probe uses: it presents no certificate and accepts only a
+// server presenting exactly l.CertFile, so a probe cannot mistake another
+// process's TLS server on the port for the broker. It returns ErrTLS
+// (wrapped, naming the field or file) on a problem.
+func (l *TLSListener) probeConfig(kind Kind) (*tls.Config, error) {
+	switch {
+	case l.CertFile == "" || l.KeyFile == "":
+		return nil, fmt.Errorf("%w: CertFile and KeyFile are required", ErrTLS)
+	case l.RequireClientCert && l.CAFile == "":
+		return nil, fmt.Errorf("%w: RequireClientCert needs CAFile", ErrTLS)
+	case l.UseIdentityAsUsername && !l.RequireClientCert:
+		return nil, fmt.Errorf("%w: UseIdentityAsUsername needs RequireClientCert", ErrTLS)
+	case l.UseIdentityAsUsername && kind != Mosquitto:
+		return nil, fmt.Errorf("%w: UseIdentityAsUsername is supported by Kind Mosquitto only, not %q", ErrTLS, kind)
+	}
+	pair, err := tls.LoadX509KeyPair(l.CertFile, l.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("%w: certificate %s / key %s: %v", ErrTLS, l.CertFile, l.KeyFile, err)
+	}
+	if l.CAFile != "" {
+		if _, err := loadPool(l.CAFile); err != nil {
+			return nil, err
+		}
+	}
+	want := pair.Certificate[0]
+	return &tls.Config{
+		// The probe checks the certificate's identity itself, below.
+		InsecureSkipVerify: true,
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 || !bytes.Equal(cs.PeerCertificates[0].Raw, want) {
+				return errors.New("the server's certificate is not Options.TLS.CertFile")
+			}
+			return nil
+		},
+		// With TLS 1.3 the client's handshake completes before the server
+		// checks the (missing) client certificate, so a probe without one
+		// still sees the broker answer with its certificate.
+		MinVersion: tls.VersionTLS13,
+	}, nil
+}
+
+// serverConfig is the Mochi listener's TLS configuration for l, which
+// probeConfig has checked.
+func (l *TLSListener) serverConfig() (*tls.Config, error) {
+	pair, err := tls.LoadX509KeyPair(l.CertFile, l.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("%w: certificate %s / key %s: %v", ErrTLS, l.CertFile, l.KeyFile, err)
+	}
+	conf := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{pair}}
+	if l.CAFile != "" {
+		if conf.ClientCAs, err = loadPool(l.CAFile); err != nil {
+			return nil, err
+		}
+		conf.ClientAuth = tls.VerifyClientCertIfGiven
+	}
+	if l.RequireClientCert {
+		conf.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return conf, nil
+}
+
+func loadPool(file string) (*x509.CertPool, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("%w: CA file: %v", ErrTLS, err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("%w: CA file %s holds no PEM certificate", ErrTLS, file)
+	}
+	return pool, nil
 }
 
 // instance is one run of a broker, from start to stop.
@@ -74,6 +180,9 @@ type Broker struct {
 	log  *slog.Logger
 	port int
 
+	probeTLS  *tls.Config // client side of the readiness probe; nil for plaintext
+	serverTLS *tls.Config // Mochi's listener configuration; nil for plaintext
+
 	mu     sync.Mutex
 	run    instance // nil while stopped
 	closed bool
@@ -83,19 +192,34 @@ type Broker struct {
 // Start starts a broker of opts.Kind on 127.0.0.1 and returns once it
 // completes an MQTT handshake. It returns ErrUnknownKind for an unknown
 // kind, ErrMosquittoNotFound (wrapped) when Kind is Mosquitto and the
-// binary is missing, ErrNotReady or ErrExited (wrapped, with the broker's
-// log tail) when it does not come up, or the listen error. On error
-// nothing is left running.
+// binary is missing, ErrTLS (wrapped) when Options.TLS is unusable,
+// ErrNotReady or ErrExited (wrapped, with the broker's log tail) when it
+// does not come up, or the listen error. On error nothing is left running.
+//
+// With Options.TLS the broker is ready once a TLS handshake shows it
+// serving Options.TLS.CertFile and, unless client certificates are
+// required (the probe has none), once it answers an MQTT CONNECT over TLS.
 func Start(opts Options) (*Broker, error) {
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	b := &Broker{kind: opts.Kind, opts: opts, log: log.With("component", "broker", "kind", string(opts.Kind))}
+	if opts.TLS != nil && (opts.Kind == Mochi || opts.Kind == Mosquitto) {
+		var err error
+		if b.probeTLS, err = opts.TLS.probeConfig(opts.Kind); err != nil {
+			return nil, err
+		}
+		if opts.Kind == Mochi {
+			if b.serverTLS, err = opts.TLS.serverConfig(); err != nil {
+				return nil, err
+			}
+		}
+	}
 	switch opts.Kind {
 	case Mochi:
 	case Mosquitto:
-		home, err := newMosquittoHome(opts.MosquittoConf)
+		home, err := newMosquittoHome(opts.MosquittoConf, opts.TLS)
 		if err != nil {
 			return nil, err
 		}
@@ -135,8 +259,14 @@ func Start(opts Options) (*Broker, error) {
 // Addr returns "127.0.0.1:port".
 func (b *Broker) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(b.port)) }
 
-// URL returns "tcp://127.0.0.1:port", the form paho and the uplink take.
-func (b *Broker) URL() string { return "tcp://" + b.Addr() }
+// URL returns "tcp://127.0.0.1:port", or "ssl://127.0.0.1:port" with
+// Options.TLS: the form paho and the uplink take.
+func (b *Broker) URL() string {
+	if b.opts.TLS != nil {
+		return "ssl://" + b.Addr()
+	}
+	return "tcp://" + b.Addr()
+}
 
 // Port returns the loopback port the broker listens on.
 func (b *Broker) Port() int { return b.port }
@@ -234,7 +364,7 @@ func (b *Broker) startLocked() error {
 	)
 	switch b.kind {
 	case Mochi:
-		run, err = startMochi(b.Addr(), b.log)
+		run, err = startMochi(b.Addr(), b.serverTLS, b.log)
 	case Mosquitto:
 		run, err = b.mosq.start(b.port, b.log)
 	}
@@ -245,7 +375,7 @@ func (b *Broker) startLocked() error {
 	if p, ok := run.(*mosquittoProc); ok {
 		exited = p.exited
 	}
-	if err := waitReady(b.Addr(), exited); err != nil {
+	if err := waitReady(b.Addr(), b.probeTLS, b.opts.TLS != nil && b.opts.TLS.RequireClientCert, exited); err != nil {
 		if b.mosq != nil {
 			err = fmt.Errorf("%w\nmosquitto log:\n%s", err, b.mosq.log.String())
 		}
@@ -270,13 +400,15 @@ func freePort() (int, error) {
 
 // waitReady polls addr with an MQTT 3.1.1 CONNECT until a CONNACK accepts
 // it, exited closes, or readyTimeout passes. A bare TCP connect is not
-// enough: with a picked port another process could own it.
-func waitReady(addr string, exited <-chan struct{}) error {
+// enough: with a picked port another process could own it. With tlsConf
+// the probe speaks TLS; with handshakeOnly (client certificates required)
+// a handshake with the broker's own certificate is enough.
+func waitReady(addr string, tlsConf *tls.Config, handshakeOnly bool, exited <-chan struct{}) error {
 	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
 	defer cancel()
 	var last error
 	for {
-		if last = probe(ctx, addr); last == nil {
+		if last = probe(ctx, addr, tlsConf, handshakeOnly); last == nil {
 			return nil
 		}
 		select {
@@ -298,8 +430,10 @@ var connectProbe = func() []byte {
 	return append([]byte{0x10, byte(len(body))}, body...)
 }()
 
-// probe performs one CONNECT/CONNACK/DISCONNECT exchange with addr.
-func probe(ctx context.Context, addr string) error {
+// probe performs one CONNECT/CONNACK/DISCONNECT exchange with addr, over
+// TLS when tlsConf is set; with handshakeOnly it stops after the TLS
+// handshake.
+func probe(ctx context.Context, addr string, tlsConf *tls.Config, handshakeOnly bool) error {
 	var d net.Dialer
 	dctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
@@ -310,6 +444,16 @@ func probe(ctx context.Context, addr string) error {
 	defer c.Close() // a probe connection: its close error tells nothing
 	if err := c.SetDeadline(time.Now().Add(time.Second)); err != nil {
 		return err
+	}
+	if tlsConf != nil {
+		tc := tls.Client(c, tlsConf)
+		if err := tc.HandshakeContext(dctx); err != nil {
+			return fmt.Errorf("TLS handshake: %w", err)
+		}
+		if handshakeOnly {
+			return nil
+		}
+		c = tc
 	}
 	if _, err := c.Write(connectProbe); err != nil {
 		return err

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,15 +21,16 @@ type mochiRun struct {
 }
 
 // startMochi starts a mochi server listening on addr that allows every
-// client and topic. Its log goes to log at warn and above.
-func startMochi(addr string, log *slog.Logger) (*mochiRun, error) {
+// client and topic, over TLS with tlsConf when it is not nil. Its log goes
+// to log at warn and above.
+func startMochi(addr string, tlsConf *tls.Config, log *slog.Logger) (*mochiRun, error) {
 	srv := mqtt.New(&mqtt.Options{
 		Logger: slog.New(minLevel{h: log.Handler(), min: slog.LevelWarn}),
 	})
 	if err := srv.AddHook(new(allowAll), nil); err != nil {
 		return nil, fmt.Errorf("broker: mochi auth hook: %w", err)
 	}
-	ln := &loopListener{addr: addr, log: log, conns: make(map[net.Conn]struct{})}
+	ln := &loopListener{addr: addr, tls: tlsConf, log: log, conns: make(map[net.Conn]struct{})}
 	if err := srv.AddListener(ln); err != nil {
 		return nil, fmt.Errorf("broker: mochi listen on %s: %w", addr, err)
 	}
@@ -52,9 +54,11 @@ func (m *mochiRun) stop() error {
 
 // loopListener is a mochi listener on a TCP address that, unlike mochi's
 // own, remembers its connections and goroutines so stop can close and
-// wait for all of them.
+// wait for all of them. With tls set it is a TLS listener; each client's
+// handshake runs on its establish goroutine, on mochi's first read.
 type loopListener struct {
 	addr string
+	tls  *tls.Config // nil for plaintext
 	log  *slog.Logger
 	l    net.Listener
 
@@ -73,6 +77,9 @@ func (l *loopListener) Init(*slog.Logger) error {
 	ln, err := net.Listen("tcp", l.addr)
 	if err != nil {
 		return err
+	}
+	if l.tls != nil {
+		ln = tls.NewListener(ln, l.tls)
 	}
 	l.l = ln
 	l.wg.Add(1) // released when Serve's loop ends, or by shutdown if Serve never ran
