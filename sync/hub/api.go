@@ -26,6 +26,10 @@ type Received struct {
 	Missing           [][2]uint64 `json:"missing"` // holes between 1 and highest, never null
 	DuplicatesDropped uint64      `json:"duplicates_dropped"`
 	DeclaredDropped   uint64      `json:"declared_dropped"`
+	// AckedBefore counts sequences an earlier hub stored and acked, as the
+	// agent's birth said (a lost or replaced store); the hub does not hold
+	// them (hub-protocol.md §5.3).
+	AckedBefore uint64 `json:"acked_before"`
 }
 
 func info(a hubstore.AgentState) AgentInfo {
@@ -64,6 +68,7 @@ func (h *Hub) AgentReceived(id string) (Received, bool) {
 		Missing:           make([][2]uint64, len(a.Missing)),
 		DuplicatesDropped: a.Duplicates,
 		DeclaredDropped:   a.DeclaredDropped,
+		AckedBefore:       a.AckedBefore,
 	}
 	for i, m := range a.Missing {
 		r.Missing[i] = [2]uint64{m.First, m.Last}

@@ -127,6 +127,7 @@ type Stats struct {
 	Declared      uint64            `json:"declared"`       // records declared dropped by agents (gap records)
 	Statuses      uint64            `json:"statuses"`       // statuses committed (stale ones included)
 	StaleStatuses uint64            `json:"stale_statuses"` // statuses ignored for a lower BdSeq
+	AckedBefore   uint64            `json:"acked_before"`   // sequences covered because a birth said an earlier hub stored them
 	Health        uint64            `json:"health"`         // health snapshots committed
 	Commits       uint64            `json:"commits"`        // store transactions
 	CommitErrors  uint64            `json:"commit_errors"`  // failed transactions (their items are not acked)
@@ -376,12 +377,16 @@ func (h *Hub) commit(group []item, pending chan<- pendingAck) {
 	s.Declared += res.Declared
 	s.Statuses += uint64(len(w.Statuses))
 	s.StaleStatuses += uint64(res.Stale)
+	s.AckedBefore += res.AckedBefore
 	s.Health += uint64(len(w.Health))
 	s.AcksPublished += published
 	s.Unackable += unackable
 	close(h.changed)
 	h.changed = make(chan struct{})
 	h.mu.Unlock()
+	if res.AckedBefore > 0 {
+		h.log.Info("hub store lacked records an earlier hub acked; marked them acked before", "sequences", res.AckedBefore)
+	}
 	if unackable > 0 {
 		h.log.Warn("hub cannot ack: sequence 1 not covered yet for some agents", "agents", unackable)
 	}

@@ -150,7 +150,7 @@ func FuzzCoverage(f *testing.F) {
 // FuzzDecodeState checks that decoding arbitrary bytes never panics and
 // that whatever decodes re-encodes to the same bytes.
 func FuzzDecodeState(f *testing.F) {
-	a := &agent{received: 10, duplicates: 2, declared: 3, hasStatus: true, online: true, bdseq: 7}
+	a := &agent{received: 10, duplicates: 2, declared: 3, ackedBefore: 4, hasStatus: true, online: true, bdseq: 7}
 	a.cov.Add(1, 10)
 	a.cov.Add(15, 20)
 	f.Add(encodeState(nil, a))
@@ -168,7 +168,7 @@ func FuzzDecodeState(f *testing.F) {
 				t.Fatalf("re-encoded state does not decode: %v", err)
 			}
 			if !slices.Equal(again.cov.Ranges(), got.cov.Ranges()) || again.received != got.received ||
-				again.bdseq != got.bdseq || again.online != got.online {
+				again.ackedBefore != got.ackedBefore || again.bdseq != got.bdseq || again.online != got.online {
 				t.Fatalf("round trip changed the state")
 			}
 		}

@@ -9,6 +9,12 @@
 //     gap record (hub-protocol.md §4/§5). A batch covering [First, Last]
 //     adds the whole range. The end of the covered interval that starts at
 //     1 is what the hub acks ("stored through N").
+//   - Acked before: a birth carries the highest sequence the agent knows a
+//     hub stored (acked_through). If this store does not cover [1, that]
+//     (its database was lost or replaced), the range is added to the
+//     coverage as stored by an earlier hub and counted, so the hub can ack
+//     the agent's later batches again. Sound because an agent deletes
+//     records only on a hub's ack (hub-protocol.md §5.3).
 //   - Apply writes many batches from many agents in one bbolt transaction,
 //     so they share one commit and one fsync (group commit). A record whose
 //     sequence is already covered is a duplicate: it is counted and not

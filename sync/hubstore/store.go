@@ -87,9 +87,13 @@ type Result struct {
 	Duplicates uint64 // records dropped because their sequence was covered
 	Declared   uint64 // records declared dropped by gap records now stored
 	Stale      int    // statuses ignored because of a lower BdSeq
-	// Acks holds, for each agent with a batch in the write (in first-seen
-	// order), the contiguous coverage from 1 after the commit. Through is 0
-	// when sequence 1 is not covered yet; such an ack must not be sent.
+	// AckedBefore counts the sequences newly covered because a birth said
+	// an earlier hub had stored them (see Apply).
+	AckedBefore uint64
+	// Acks holds, for each agent with a batch in the write and each agent
+	// whose contiguous coverage a birth advanced (in first-seen order), the
+	// contiguous coverage from 1 after the commit. Through is 0 when
+	// sequence 1 is not covered yet; such an ack must not be sent.
 	Acks []wire.Ack
 }
 
@@ -99,6 +103,7 @@ type AgentState struct {
 	Received        uint64  // records stored, duplicates excluded
 	Duplicates      uint64  // records received again and dropped
 	DeclaredDropped uint64  // records the agent declared dropped (gap records)
+	AckedBefore     uint64  // sequences covered because a birth said an earlier hub stored them
 	Contiguous      uint64  // every sequence in [1, Contiguous] is covered
 	Highest         uint64  // highest covered sequence
 	Missing         []Range // holes in the coverage between 1 and Highest
@@ -115,6 +120,7 @@ type AgentState struct {
 type agent struct {
 	id                             string
 	received, duplicates, declared uint64
+	ackedBefore                    uint64
 	cov                            Coverage
 	hasStatus, online              bool
 	bdseq                          uint64
@@ -193,17 +199,21 @@ func clone(b []byte) []byte {
 	return bytes.Clone(b)
 }
 
-const stateVersion = 1
+// stateVersion is what encodeState writes. Version 1 (without the
+// acked-before counter) is still read, as ackedBefore 0.
+const stateVersion = 2
 
 // encodeState appends an agent's counters, status flags and coverage:
 //
-//	version(1) uvarint(received) uvarint(duplicates) uvarint(declared)
-//	flags(1: bit0 has status, bit1 online) uvarint(bdseq) coverage
+//	version(2) uvarint(received) uvarint(duplicates) uvarint(declared)
+//	uvarint(ackedBefore) flags(1: bit0 has status, bit1 online)
+//	uvarint(bdseq) coverage
 func encodeState(dst []byte, a *agent) []byte {
 	dst = append(dst, stateVersion)
 	dst = binary.AppendUvarint(dst, a.received)
 	dst = binary.AppendUvarint(dst, a.duplicates)
 	dst = binary.AppendUvarint(dst, a.declared)
+	dst = binary.AppendUvarint(dst, a.ackedBefore)
 	var flags byte
 	if a.hasStatus {
 		flags |= 1
@@ -219,11 +229,15 @@ func encodeState(dst []byte, a *agent) []byte {
 // decodeState parses what encodeState wrote into a; every malformed input
 // returns an error wrapping ErrCorrupt.
 func decodeState(p []byte, a *agent) error {
-	if len(p) < 1 || p[0] != stateVersion {
+	if len(p) < 1 || (p[0] != 1 && p[0] != stateVersion) {
 		return fmt.Errorf("%w: state version", ErrCorrupt)
 	}
+	counters := []*uint64{&a.received, &a.duplicates, &a.declared, &a.ackedBefore}
+	if p[0] == 1 {
+		counters = counters[:3]
+	}
 	p = p[1:]
-	for _, f := range []*uint64{&a.received, &a.duplicates, &a.declared} {
+	for _, f := range counters {
 		v, k := binary.Uvarint(p)
 		if k <= 0 {
 			return fmt.Errorf("%w: counters", ErrCorrupt)
@@ -299,6 +313,14 @@ type work struct {
 // duplicates and not written. A status whose BdSeq is lower than the
 // agent's current one is counted as stale and ignored. Gap records
 // (kind wire.KindGap) add their declared count to DeclaredDropped.
+//
+// An accepted birth (state online) with AckedThrough A > 0 whose agent's
+// coverage does not hold all of [1, A] adds [1, A] to the coverage: the
+// agent deletes records only on a hub's ack, so an earlier hub (a lost or
+// replaced store) stored them (hub-protocol.md §5.3). The sequences newly
+// covered this way are counted in AckedBefore, in the same transaction as
+// the status; if the agent's contiguous coverage advanced, Result.Acks
+// holds an ack for it.
 //
 // It returns ErrInvalid (applying nothing) for an invalid write, ErrClosed
 // after Close, or the transaction's error; on any error the memory state is
@@ -400,6 +422,10 @@ func (s *Store) Apply(w Write) (Result, error) {
 			a.status = bytes.Clone(su.Raw)
 			if a.online {
 				a.birth = a.status
+				if n := markAckedBefore(a, su.Status.AckedThrough); n > 0 {
+					res.AckedBefore += n
+					wk.acked = true
+				}
 			}
 			wk.status = true
 		}
@@ -450,6 +476,21 @@ func (s *Store) Apply(w Write) (Result, error) {
 	}
 	s.mu.Unlock()
 	return res, nil
+}
+
+// markAckedBefore covers [1, through] of a as stored by an earlier hub,
+// unless a already covers all of it (or through is 0), and returns how many
+// sequences became covered. Whenever that is above 0, a's contiguous
+// coverage advanced: it was below through and now is at least through.
+func markAckedBefore(a *agent, through uint64) uint64 {
+	if through == 0 || a.cov.ContainsAll(1, through) {
+		return 0
+	}
+	before := a.cov.Count()
+	a.cov.Add(1, through)
+	n := a.cov.Count() - before
+	a.ackedBefore += n
+	return n
 }
 
 // PutStatus stores a status in its own transaction; see Apply. It reports
@@ -519,6 +560,7 @@ func (a *agent) snapshot() AgentState {
 		Received:        a.received,
 		Duplicates:      a.duplicates,
 		DeclaredDropped: a.declared,
+		AckedBefore:     a.ackedBefore,
 		Contiguous:      a.cov.Contiguous(),
 		Highest:         a.cov.Highest(),
 		Missing:         a.cov.Missing(),

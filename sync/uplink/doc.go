@@ -12,7 +12,10 @@
 //   - Uplink drains the durable outbox to the hub over a Session, following
 //     the hub protocol (firmware-specs/hub-protocol.md, package sync/wire):
 //     a retained birth on every connect, the Will as death, both carrying a
-//     birth/death sequence (bdseq) persisted across restarts; event batches
+//     birth/death sequence (bdseq) persisted across restarts; the birth also
+//     carries how far a hub acked (acked_through), and is republished when
+//     an ack timeout finds that value grown since the last birth, so a hub
+//     that lost its store can ack again; event batches
 //     at QoS 1 with a window of batches in flight; records are deleted from
 //     the outbox only when the hub acknowledges them end to end ("stored
 //     through sequence N"), never on the broker's PUBACK, because a broker

@@ -112,7 +112,11 @@ type Uplink struct {
 	ackThrough  atomic.Uint64 // highest valid ack from the hub
 	sentThrough atomic.Uint64
 	rebirth     atomic.Bool
-	inFlight    atomic.Int64
+	// birthAcked is the acked_through of the latest birth handed to the
+	// session: an ack timeout with the source acked beyond it republishes
+	// the birth (see drain).
+	birthAcked atomic.Uint64
+	inFlight   atomic.Int64
 
 	batches, records, acks, rewinds, timeouts, badAcks, beyond atomic.Uint64
 	pubErrs, srcErrs, births                                   atomic.Uint64
@@ -275,6 +279,10 @@ func (u *Uplink) status(state, reason string, bd uint64) []byte {
 	}
 	if state == wire.StateOnline {
 		st.Inventory = u.opts.Inventory
+		// What a hub already stored: a hub whose store lost it marks the
+		// range as stored before and can ack again (hub-protocol.md §5.3).
+		st.AckedThrough = u.src.AckedThrough()
+		u.birthAcked.Store(st.AckedThrough)
 	}
 	b, err := json.Marshal(st)
 	if err != nil {
@@ -302,6 +310,17 @@ func (u *Uplink) publishBirth(ctx context.Context) {
 	}
 	u.births.Add(1)
 	u.log.Info("uplink: birth published", "bdseq", bd)
+}
+
+// republishBirth publishes the birth again on the current connection,
+// with the current bdseq, without waiting: a lost birth is retried on the
+// next trigger or connect.
+func (u *Uplink) republishBirth(why string) {
+	bd := u.currentBdSeq()
+	u.log.Info("uplink: republishing birth", "why", why, "bdseq", bd)
+	u.births.Add(1)
+	u.sess.PublishAsync(Message{Topic: u.topics.Status(), QoS: 1, Retained: true,
+		Payload: u.status(wire.StateOnline, "", bd)})
 }
 
 func (u *Uplink) poke() {
@@ -423,12 +442,7 @@ func (u *Uplink) drain(ctx context.Context) {
 			u.publishHealth()
 		}
 		if u.rebirth.Swap(false) && u.sess.Connected() {
-			bd := u.currentBdSeq()
-			u.log.Info("uplink: older death retained on our status, republishing birth", "bdseq", bd)
-			// Not awaited: a lost birth is retried on the next conflict or connect.
-			u.sess.PublishAsync(Message{Topic: u.topics.Status(), QoS: 1, Retained: true,
-				Payload: u.status(wire.StateOnline, "", bd)})
-			u.births.Add(1)
+			u.republishBirth("older death retained on our status")
 		}
 		// Release what the hub acked.
 		if a := u.ackThrough.Load(); a > u.src.AckedThrough() {
@@ -468,6 +482,11 @@ func (u *Uplink) drain(ctx context.Context) {
 			u.timeouts.Add(1)
 			u.log.Warn("uplink: no ack progress, resending", "from", u.src.AckedThrough()+1, "in_flight", len(queue))
 			rewind()
+			// The hub may have lost its store while we stayed connected:
+			// its retained birth from us must say how far we were acked.
+			if u.src.AckedThrough() > u.birthAcked.Load() && u.sess.Connected() {
+				u.republishBirth("acked through grew since the last birth")
+			}
 		}
 		// Send while the window has room.
 		canSend := !pubFailed && g == u.sess.connects.Load() && u.sess.Connected() && !u.now().Before(retryAt)

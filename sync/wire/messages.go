@@ -28,6 +28,12 @@ type Status struct {
 	ConfigHash string    `json:"config_hash,omitempty"`
 	Inventory  []Device  `json:"inventory,omitempty"`
 	Reason     string    `json:"reason,omitempty"` // for offline: "shutdown" or "will"
+	// AckedThrough, in a birth, is the highest sequence the agent knows a
+	// hub has stored (its outbox's AckedThrough); 0 or absent: none. A hub
+	// whose store does not cover [1, AckedThrough] (a lost or replaced
+	// database) marks that range as stored by an earlier hub, so it can
+	// ack again (hub-protocol.md §3, §5.3).
+	AckedThrough uint64 `json:"acked_through,omitempty"`
 }
 
 // Device is one entry of the birth's device inventory.

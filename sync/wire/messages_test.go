@@ -49,7 +49,8 @@ func TestDecodeStatus(t *testing.T) {
 		State: wire.StateOnline, Agent: "gate-01", BootID: "b-1", BdSeq: 7,
 		Time:    time.Date(2024, 5, 1, 8, 30, 0, 0, time.FixedZone("", 3*3600)),
 		Version: "0.3.1", ConfigHash: "sha256:ab12",
-		Inventory: []wire.Device{{Name: "reader-in", Kind: "wiegand", Port: "gpiochip0:17,18"}},
+		Inventory:    []wire.Device{{Name: "reader-in", Kind: "wiegand", Port: "gpiochip0:17,18"}},
+		AckedThrough: 5000,
 	}
 	b, err := json.Marshal(birth)
 	if err != nil {
@@ -60,12 +61,14 @@ func TestDecodeStatus(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got.BdSeq != 7 || got.State != wire.StateOnline || !got.Time.Equal(birth.Time) ||
-		len(got.Inventory) != 1 || got.Inventory[0] != birth.Inventory[0] || got.ConfigHash != birth.ConfigHash {
-		t.Errorf("round trip: got %+v", got)
+		len(got.Inventory) != 1 || got.Inventory[0] != birth.Inventory[0] || got.ConfigHash != birth.ConfigHash ||
+		got.AckedThrough != 5000 || !strings.Contains(string(b), `"acked_through":5000`) {
+		t.Errorf("round trip: got %+v from %s", got, b)
 	}
-	// The death needs none of the birth's optional fields.
+	// The death needs none of the birth's optional fields; an absent
+	// acked_through (an older agent) is 0.
 	d, err := wire.DecodeStatus([]byte(`{"state":"offline","agent":"gate-01","boot_id":"b-1","bdseq":7,"time":"2024-05-01T08:30:00Z","reason":"will"}`))
-	if err != nil || d.State != wire.StateOffline || d.Reason != "will" || d.BdSeq != 7 {
+	if err != nil || d.State != wire.StateOffline || d.Reason != "will" || d.BdSeq != 7 || d.AckedThrough != 0 {
 		t.Errorf("death: %+v, %v", d, err)
 	}
 	for _, in := range []string{
