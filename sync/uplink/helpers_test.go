@@ -220,7 +220,9 @@ func (h *fakeHub) contiguous() uint64 {
 
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
+	// A generous bound, not a speed assertion: the 2-core CI machine may be
+	// running every package's tests at once.
+	deadline := time.Now().Add(30 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)

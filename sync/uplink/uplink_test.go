@@ -138,7 +138,11 @@ func TestUplinkBirthWillAndShutdown(t *testing.T) {
 		src := newMemSource(3000)
 		bdPath := filepath.Join(t.TempDir(), "bdseq")
 		os.WriteFile(bdPath, []byte("41\n"), 0o600) // from an earlier run
-		u, stop := newTestUplink(t, p.URL(), src, func(o *Options) { o.BdSeqPath = bdPath; o.BatchRecords = 50 })
+		u, stop := newTestUplink(t, p.URL(), src, func(o *Options) {
+			o.BdSeqPath = bdPath
+			o.BatchRecords = 50
+			o.AckTimeout = 3 * time.Second // an ack lost in the cut is recovered by the rewind, well inside waitFor
+		})
 		waitFor(t, "birth 42", func() bool { return w.has(wire.StateOnline, "", 42) })
 		waitFor(t, "some acked", func() bool { return src.AckedThrough() > 0 })
 		p.Cut() // abrupt: no DISCONNECT, the broker publishes the Will
