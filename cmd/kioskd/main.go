@@ -12,6 +12,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -29,7 +30,7 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stderr))
 }
 
-func run(args []string, stderr *os.File) int {
+func run(args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("kioskd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", "/etc/kioskedge/kioskd.toml", "configuration file")
@@ -77,7 +78,7 @@ func run(args []string, stderr *os.File) int {
 	return 0
 }
 
-func newLogger(c config.Log, w *os.File) *slog.Logger {
+func newLogger(c config.Log, w io.Writer) *slog.Logger {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(c.Level)) // validated by config
 	opts := &slog.HandlerOptions{Level: level}

@@ -86,6 +86,8 @@ type agent struct {
 }
 
 func run(ctx context.Context, f flags, out io.Writer) (int, error) {
+	// The progress loop and the fault injector both write to out.
+	out = &lockedWriter{w: out}
 	// The demo narrates faults itself; the components' warnings about the
 	// connections it breaks on purpose would only bury the progress lines.
 	level := slog.LevelError
@@ -222,6 +224,18 @@ func run(ctx context.Context, f flags, out io.Writer) (int, error) {
 		return 1, fmt.Errorf("%d records lost", lost)
 	}
 	return 0, nil
+}
+
+// lockedWriter serialises writes to w.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
 
 // produce appends about rate records per second until ctx ends.
