@@ -59,6 +59,7 @@ var heavy = map[string][]string{
 	"go.bug.st/serial":                    {"drivers/serialport"},
 	"periph.io/x/host":                    {"drivers/gpioline"},
 	"github.com/mochi-mqtt/server":        {"testhw/"},
+	"github.com/creack/pty":               {"testhw/pty"},
 }
 
 func local(path string) string { return strings.TrimPrefix(strings.TrimPrefix(path, module), "/") }
