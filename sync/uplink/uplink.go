@@ -122,6 +122,10 @@ type Uplink struct {
 	pubErrs, srcErrs, births                                   atomic.Uint64
 
 	runOnce atomic.Bool
+
+	// afterPublish, if set (tests only), runs on the drain goroutine right
+	// after a batch ending at last was handed to the session.
+	afterPublish func(last uint64)
 }
 
 // New validates opts and builds an uplink over src; it does not connect.
@@ -513,12 +517,19 @@ func (u *Uplink) drain(ctx context.Context) {
 			if len(queue) == 0 {
 				progress = u.now()
 			}
-			done := u.sess.PublishAsync(Message{Topic: u.topics.Events(), QoS: 1, Payload: msg})
-			queue = append(queue, inflight{last: last, done: done})
-			cursor = last
+			// sentThrough first: the hub's ack for this batch may reach
+			// onAck before PublishAsync returns here, and onAck ignores
+			// acks beyond sentThrough; a dropped last ack would stall the
+			// drain until the ack timeout.
 			if last > u.sentThrough.Load() {
 				u.sentThrough.Store(last)
 			}
+			done := u.sess.PublishAsync(Message{Topic: u.topics.Events(), QoS: 1, Payload: msg})
+			if u.afterPublish != nil {
+				u.afterPublish(last)
+			}
+			queue = append(queue, inflight{last: last, done: done})
+			cursor = last
 			u.batches.Add(1)
 			u.records.Add(uint64(len(ents)))
 		}

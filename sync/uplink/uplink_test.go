@@ -273,3 +273,41 @@ func TestNewValidation(t *testing.T) {
 		}
 	}
 }
+
+// The hub's ack for a batch can reach onAck (on paho's goroutine) before
+// the drain goroutine gets past PublishAsync. That ack must count: if it
+// were dropped as "beyond what was sent", the last batch of a backlog would
+// sit unacked until the ack timeout.
+func TestUplinkAckBeforePublishReturns(t *testing.T) {
+	t.Parallel()
+	broker.Each(t, func(t *testing.T, b *broker.Broker) {
+		t.Parallel()
+		startHub(t, b.URL(), testRoot, false)
+		src := newMemSource(50)
+		u, err := New(Options{
+			Session: SessionOptions{Broker: b.URL(), AllowPlaintext: true,
+				Backoff: Backoff{Min: 20 * time.Millisecond, Max: 100 * time.Millisecond}},
+			Root: testRoot, Agent: "box-1", BootID: "boot-1", BdSeqPath: filepath.Join(t.TempDir(), "bdseq"),
+			AckTimeout: time.Hour,
+		}, src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The drain is descheduled right after handing the batch over,
+		// until the hub's ack has been handled one way or the other.
+		u.afterPublish = func(uint64) {
+			waitFor(t, "ack handled", func() bool { return u.ackThrough.Load() > 0 || u.beyond.Load() > 0 })
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- u.Run(ctx) }()
+		defer func() { cancel(); <-done }()
+		waitFor(t, "acked or dropped as beyond", func() bool {
+			st := u.Stats()
+			return st.AckedThrough == 50 || st.AcksBeyond > 0
+		})
+		if st := u.Stats(); st.AcksBeyond != 0 || st.AckedThrough != 50 {
+			t.Fatalf("the hub's ack was dropped: %+v", st)
+		}
+	})
+}
