@@ -55,7 +55,9 @@
 // (health, then event, then critical) until the excess plus 5% of the
 // budget is freed, and writes wire.KindGap records (class critical, body
 // GapBody) naming exactly the dropped sequences. Gap records may take the
-// size a little over the budget; they are never silently lost.
+// size a little over the budget. A gap record is itself class critical;
+// when one is evicted, its ranges are carried into the new gap records, so
+// every dropped sequence stays named by a stored gap record until acked.
 //
 // # Corruption
 //

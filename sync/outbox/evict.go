@@ -1,6 +1,7 @@
 package outbox
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -53,16 +54,21 @@ func DecodeGapBody(b []byte) (GapBody, error) {
 
 // evict drops the oldest live records of the lowest class present, then of
 // the next class, until at least need logical bytes are freed or nothing is
-// left, and writes gap records naming them into the same transaction. It
+// left, and writes gap records naming them into the same transaction, after
+// all the evictions (so a new gap record is never itself evicted). It
 // returns the number of records dropped.
+//
+// A gap record is class critical and can itself be evicted. Its ranges are
+// then carried into the new gap records of their class (merged with what
+// this call drops), so every sequence ever dropped stays named by a stored
+// gap record until it is acked: loss is never silent.
 func (o *Outbox) evict(w *writer, need int64) (int, error) {
 	st := w.st
 	total := 0
 	var freed int64
+	var drops [numClasses][]gapRange
 	tail := segOf(st.nextSeq)
 	for cls := wire.ClassHealth; cls <= wire.ClassCritical && freed < need; cls++ {
-		var seqs []uint64
-		var sizes []int64
 		segs := make([]uint64, 0, len(st.segs))
 		for g, s := range st.segs {
 			if s.n[cls] > 0 {
@@ -82,38 +88,40 @@ func (o *Outbox) evict(w *writer, need int64) (int, error) {
 				return total, fmt.Errorf("%w: segment %d missing", ErrCorrupt, g)
 			}
 			start := max(st.acked+1, g*segSpan)
-			var del []uint64
-			var dsz []int64
+			var del []gapRange
 			c := b.Cursor()
 			for k, v := c.Seek(seqKey(start)); k != nil && freed < need; k, v = c.Next() {
 				if classOf(v) != cls {
 					continue
 				}
-				del = append(del, beUint64(k))
-				dsz = append(dsz, recSize(v))
-				freed += recSize(v)
+				seq, sz := beUint64(k), recSize(v)
+				del = append(del, gapRange{seq, seq, sz})
+				freed += sz
+				if cls == wire.ClassCritical {
+					carryGap(&drops, seq, v)
+				}
 			}
-			for i, seq := range del {
-				if err := b.Delete(w.key(seq)); err != nil {
+			for _, d := range del {
+				if err := b.Delete(w.key(d.first)); err != nil {
 					return total, err
 				}
-				w.drop(g, cls, dsz[i])
+				w.drop(g, cls, d.bytes)
 			}
-			seqs = append(seqs, del...)
-			sizes = append(sizes, dsz...)
+			drops[cls] = append(drops[cls], del...)
+			total += len(del)
 			if s := st.segs[g]; s != nil && s.live() == 0 && g < tail {
 				if err := w.dropSegment(g); err != nil {
 					return total, err
 				}
 			}
 		}
-		if len(seqs) == 0 {
-			continue
-		}
-		total += len(seqs)
-		st.evicted += uint64(len(seqs))
-		if err := o.writeGaps(w, cls, seqs, sizes); err != nil {
-			return total, err
+	}
+	st.evicted += uint64(total)
+	for cls := wire.ClassHealth; cls <= wire.ClassCritical; cls++ {
+		if len(drops[cls]) > 0 {
+			if err := o.writeGaps(w, cls, drops[cls]); err != nil {
+				return total, err
+			}
 		}
 	}
 	if total > 0 {
@@ -123,9 +131,55 @@ func (o *Outbox) evict(w *writer, need int64) (int, error) {
 	return total, nil
 }
 
-// writeGaps appends gap records naming seqs (sorted, with their logical
-// sizes) of class cls, at most maxGapRanges ranges per record.
-func (o *Outbox) writeGaps(w *writer, cls wire.Class, seqs []uint64, sizes []int64) error {
+// gapRange is an inclusive range of dropped sequences and their logical
+// size.
+type gapRange struct {
+	first, last uint64
+	bytes       int64
+}
+
+// carryGap adds the ranges named by v, if it is a gap record, to drops. A
+// gap record that does not decode names nothing that can be carried.
+func carryGap(drops *[numClasses][]gapRange, seq uint64, v []byte) {
+	r, err := wire.UnmarshalRecord(seq, "", v)
+	if err != nil || r.Kind != wire.KindGap {
+		return
+	}
+	g, err := DecodeGapBody(r.Body)
+	if err != nil {
+		return
+	}
+	cls := classByName(g.Class)
+	if cls == 0 {
+		return
+	}
+	// Spread the body's bytes over its ranges so that a split across
+	// several new gap records still adds up.
+	left := g.Bytes
+	for i, rg := range g.Ranges {
+		b := g.Bytes * int64(rg[1]-rg[0]+1) / int64(g.Count)
+		if i == len(g.Ranges)-1 {
+			b = left
+		}
+		left -= b
+		drops[cls] = append(drops[cls], gapRange{rg[0], rg[1], b})
+	}
+}
+
+func classByName(name string) wire.Class {
+	for c := wire.ClassHealth; c <= wire.ClassCritical; c++ {
+		if c.String() == name {
+			return c
+		}
+	}
+	return 0
+}
+
+// writeGaps appends gap records naming the dropped ranges of class cls
+// (any order; adjacent ranges are merged), at most maxGapRanges ranges per
+// record.
+func (o *Outbox) writeGaps(w *writer, cls wire.Class, drops []gapRange) error {
+	slices.SortFunc(drops, func(a, b gapRange) int { return cmp.Compare(a.first, b.first) })
 	g := GapBody{Reason: "disk_budget", Class: cls.String()}
 	flush := func() error {
 		body, err := json.Marshal(g)
@@ -143,19 +197,19 @@ func (o *Outbox) writeGaps(w *writer, cls wire.Class, seqs []uint64, sizes []int
 		g = GapBody{Reason: g.Reason, Class: g.Class}
 		return nil
 	}
-	for i, s := range seqs {
-		if n := len(g.Ranges); n > 0 && g.Ranges[n-1][1]+1 == s {
-			g.Ranges[n-1][1] = s
+	for _, d := range drops {
+		if n := len(g.Ranges); n > 0 && g.Ranges[n-1][1]+1 == d.first {
+			g.Ranges[n-1][1] = d.last
 		} else {
 			if n == maxGapRanges {
 				if err := flush(); err != nil {
 					return err
 				}
 			}
-			g.Ranges = append(g.Ranges, [2]uint64{s, s})
+			g.Ranges = append(g.Ranges, [2]uint64{d.first, d.last})
 		}
-		g.Count++
-		g.Bytes += sizes[i]
+		g.Count += d.last - d.first + 1
+		g.Bytes += d.bytes
 	}
 	return flush()
 }
