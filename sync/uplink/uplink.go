@@ -300,7 +300,16 @@ func (u *Uplink) status(state, reason string, bd uint64) []byte {
 func (u *Uplink) onConnect(ctx context.Context, s *Session) {
 	n := s.connects.Load()
 	u.publishBirth(ctx)
-	u.gen.Store(n)
+	// Monotonic: the OnConnect of an earlier connection can finish after a
+	// later one's (its birth failing with the lost connection). Storing its
+	// smaller number would leave gen != connects, and the drain sends only
+	// when they are equal: it would stop for good.
+	for {
+		g := u.gen.Load()
+		if n <= g || u.gen.CompareAndSwap(g, n) {
+			break
+		}
+	}
 	u.poke()
 }
 

@@ -311,3 +311,25 @@ func TestUplinkAckBeforePublishReturns(t *testing.T) {
 		}
 	})
 }
+
+// The OnConnect of connection 1 may finish (its birth failing with the lost
+// connection) after connection 2's OnConnect: the drain's generation must
+// stay at 2, or it would never send on connection 2.
+func TestUplinkGenerationNeverGoesBack(t *testing.T) {
+	t.Parallel()
+	u, err := New(Options{
+		Session: SessionOptions{Broker: "tcp://127.0.0.1:1", AllowPlaintext: true},
+		Root:    testRoot, Agent: "box-1", BootID: "boot-1", BdSeqPath: filepath.Join(t.TempDir(), "bdseq"),
+	}, newMemSource(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	u.sess.connects.Store(2)
+	u.onConnect(ctx, u.sess) // connection 2 (birth fails: not connected)
+	u.sess.connects.Store(1)
+	u.onConnect(ctx, u.sess) // connection 1's, late
+	if g := u.gen.Load(); g != 2 {
+		t.Fatalf("generation %d after connection 2 was up", g)
+	}
+}
