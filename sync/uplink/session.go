@@ -630,34 +630,47 @@ func (s *Session) Publish(ctx context.Context, m Message) error {
 // (possibly wrapped) if the connection dropped first. It does not retain
 // m.Payload after done fires; the caller must not modify it before then.
 func (s *Session) PublishAsync(m Message) (done <-chan error) {
+	return s.publishAsync(m, nil)
+}
+
+// publishAsync is PublishAsync; failed, if set, is called (on any
+// goroutine, after done holds the error) when the publish fails, so a
+// caller can wake up instead of polling done.
+func (s *Session) publishAsync(m Message, failed func()) <-chan error {
 	ch := make(chan error, 1)
+	send := func(err error) {
+		ch <- err
+		if err != nil && failed != nil {
+			failed()
+		}
+	}
 	if err := checkMessage(m); err != nil {
-		ch <- fmt.Errorf("%w: PublishAsync: %v", ErrOptions, err)
+		send(fmt.Errorf("%w: PublishAsync: %v", ErrOptions, err))
 		return ch
 	}
 	c := s.current()
 	if c == nil {
-		ch <- ErrNotConnected
+		send(ErrNotConnected)
 		return ch
 	}
 	tok := c.client.Publish(m.Topic, m.QoS, m.Retained, m.Payload)
 	select {
 	case <-tok.Done():
-		ch <- s.publishErr(tok)
+		send(s.publishErr(tok))
 		return ch
 	default:
 	}
 	ok := s.goOwned(func() {
 		select {
 		case <-tok.Done():
-			ch <- s.publishErr(tok)
+			send(s.publishErr(tok))
 		case <-c.lost:
 			s.pubErr.Add(1)
-			ch <- ErrConnectionLost
+			send(ErrConnectionLost)
 		}
 	})
 	if !ok {
-		ch <- ErrClosed
+		send(ErrClosed)
 	}
 	return ch
 }

@@ -105,7 +105,7 @@ type Uplink struct {
 	bdMu  sync.Mutex
 	bdseq uint64
 
-	wake chan struct{} // cap 1: acks, connects, status conflicts
+	wake chan struct{} // cap 1: acks, connects, status conflicts, failed publishes
 	// gen is the session's connection number whose birth went out; the
 	// drain sends only on that connection and rewinds when gen changes.
 	gen         atomic.Uint64
@@ -533,7 +533,7 @@ func (u *Uplink) drain(ctx context.Context) {
 			if last > u.sentThrough.Load() {
 				u.sentThrough.Store(last)
 			}
-			done := u.sess.PublishAsync(Message{Topic: u.topics.Events(), QoS: 1, Payload: msg})
+			done := u.sess.publishAsync(Message{Topic: u.topics.Events(), QoS: 1, Payload: msg}, u.poke)
 			if u.afterPublish != nil {
 				u.afterPublish(last)
 			}
@@ -546,9 +546,8 @@ func (u *Uplink) drain(ctx context.Context) {
 
 		wait := time.Hour
 		if len(queue) > 0 {
+			// A failed publish pokes wake, so only the ack timeout is timed.
 			wait = max(u.opts.AckTimeout-u.now().Sub(progress), time.Millisecond)
-			// PUBACK failures are noticed within a short poll while in flight.
-			wait = min(wait, 100*time.Millisecond)
 		}
 		if !retryAt.IsZero() && u.now().Before(retryAt) {
 			wait = min(wait, max(retryAt.Sub(u.now()), time.Millisecond))
