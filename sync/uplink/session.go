@@ -185,6 +185,9 @@ type Session struct {
 	// willFor, when set (by Uplink), gives the Will for the next connection
 	// attempt instead of opts.Will.
 	willFor func() *Message
+	// beforeClosed, if set (tests only), runs in Close before the session
+	// is marked closed.
+	beforeClosed func()
 
 	mu      sync.Mutex
 	subs    []subscription
@@ -445,6 +448,8 @@ func (s *Session) connect(ctx context.Context) (*conn, error) {
 		o.SetBinaryWill(will.Topic, will.Payload, will.QoS, will.Retained)
 	}
 	c := &conn{lost: make(chan struct{})}
+	// Set before Connect: markLost (paho's goroutine) reads cancel.
+	c.ctx, c.cancel = context.WithCancel(ctx)
 	o.SetConnectionLostHandler(func(_ mqtt.Client, err error) { c.markLost(err) })
 	c.client = mqtt.NewClient(o)
 
@@ -452,13 +457,16 @@ func (s *Session) connect(ctx context.Context) (*conn, error) {
 	select {
 	case <-tok.Done():
 	case <-ctx.Done():
+		c.cancel()
 		s.disconnectLater(c, tok)
 		return nil, ctx.Err()
 	case <-s.closeCh:
+		c.cancel()
 		s.disconnectLater(c, tok)
 		return nil, ErrClosed
 	}
 	if err := tok.Error(); err != nil {
+		c.cancel()
 		return nil, err
 	}
 
@@ -466,11 +474,11 @@ func (s *Session) connect(ctx context.Context) (*conn, error) {
 	if s.closed {
 		s.mu.Unlock()
 		c.client.Disconnect(0)
+		c.markLost(ErrClosed)
 		return nil, ErrClosed
 	}
 	s.cur = c
 	subs := slices.Clone(s.subs)
-	c.ctx, c.cancel = context.WithCancel(ctx)
 	s.mu.Unlock()
 	for _, sub := range subs {
 		if err := s.subscribe(c, sub); err != nil {
@@ -699,16 +707,20 @@ func (s *Session) Stats() SessionStats {
 // publishing final, if any; it does not wait for Run to return.
 func (s *Session) Close(final *Message) error {
 	s.closeOnce.Do(func() {
-		s.mu.Lock()
-		c := s.cur
-		s.mu.Unlock()
-		if final != nil && c != nil && s.connected.Load() {
+		if final != nil && s.current() != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
 			s.closeErr = s.Publish(ctx, *final)
 			cancel()
 		}
+		if s.beforeClosed != nil {
+			s.beforeClosed()
+		}
+		// The connection to end is the one current when closed is set: Run
+		// may have connected while final was published (or before, when
+		// there was none), and connect checks closed under the same lock.
 		s.mu.Lock()
 		s.closed = true
+		c := s.cur
 		s.cur = nil
 		s.connected.Store(false)
 		s.mu.Unlock()

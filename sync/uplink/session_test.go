@@ -215,3 +215,41 @@ func TestSessionRetriesUnreachableBroker(t *testing.T) {
 		}
 	})
 }
+
+// Close called while Run is still connecting must end the connection Run
+// makes in the meantime: Close used to capture the current connection (none
+// yet) before marking the session closed, so a connection made in between
+// stayed up after Run returned, its paho client running for ever.
+func TestSessionCloseRacingConnect(t *testing.T) {
+	t.Parallel()
+	broker.Each(t, func(t *testing.T, b *broker.Broker) {
+		t.Parallel()
+		s, err := NewSession(SessionOptions{Broker: b.URL(), ClientID: "close-race", AllowPlaintext: true,
+			Backoff: Backoff{Min: 10 * time.Millisecond, Max: 50 * time.Millisecond}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var made *conn
+		s.beforeClosed = func() {
+			waitFor(t, "connected meanwhile", s.Connected)
+			s.mu.Lock()
+			made = s.cur
+			s.mu.Unlock()
+		}
+		done := make(chan error, 1)
+		go func() { done <- s.Run(context.Background()) }()
+		if err := s.Close(&Message{Topic: "x/y", QoS: 1}); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-done; err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		if made == nil {
+			t.Fatal("no connection was made")
+		}
+		if made.client.IsConnectionOpen() {
+			made.client.Disconnect(0)
+			t.Fatal("the connection made while closing is still open after Run returned")
+		}
+	})
+}
