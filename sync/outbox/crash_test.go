@@ -3,6 +3,7 @@ package outbox
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -20,18 +21,69 @@ import (
 
 const crashChildEnv = "OUTBOX_CRASH_CHILD"
 
+// Further settings of the crash child: a budget for its appends, or a
+// crash point (crashHook) at which it kills itself.
+const (
+	crashBudgetEnv = "OUTBOX_CRASH_BUDGET"
+	crashAtEnv     = "OUTBOX_CRASH_AT"
+)
+
 func TestMain(m *testing.M) {
 	if path := os.Getenv(crashChildEnv); path != "" {
+		if at := os.Getenv(crashAtEnv); at != "" {
+			crashAtChild(path, at)
+		}
 		crashChild(path)
 		return
 	}
 	os.Exit(m.Run())
 }
 
+// crashAtChild opens the outbox (replacing a damaged file) and acks all of
+// it with a reclaim threshold of 1 byte, and SIGKILLs itself when it
+// reaches crash point at. It exits 5 if it never got there.
+func crashAtChild(path, at string) {
+	crashHook = func(point string) {
+		if point == at {
+			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL) // the kill is the point
+			select {}
+		}
+	}
+	o, err := Open(Options{Path: path, ReclaimAbove: 1})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "open:", err)
+		os.Exit(2)
+	}
+	if st := o.Stats(); st.NextSeq-1 > st.AckedThrough {
+		if err := o.Ack(st.NextSeq - 1); err != nil {
+			fmt.Fprintln(os.Stderr, "ack:", err)
+			os.Exit(3)
+		}
+	}
+	os.Exit(5)
+}
+
+// runCrashAt runs the child on path until it kills itself at point.
+func runCrashAt(t *testing.T, path, point string) {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe, "-test.run=^$")
+	cmd.Env = append(os.Environ(), crashChildEnv+"="+path, crashAtEnv+"="+point)
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Fatalf("child did not die at %s: %v: %s", point, err, out)
+	}
+}
+
 // crashChild appends from several goroutines forever and prints each seq
 // once Append has returned; the parent kills it.
 func crashChild(path string) {
-	o, err := Open(Options{Path: path})
+	budget, _ := strconv.ParseInt(os.Getenv(crashBudgetEnv), 10, 64) // unset: no budget
+	o, err := Open(Options{Path: path, BudgetBytes: budget})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "open:", err)
 		os.Exit(2)
@@ -165,4 +217,114 @@ func (s *safeBuf) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return string(s.b)
+}
+
+// TestCrashDuringReclaim kills the process at each step of swapping a
+// drained file for a fresh one and checks that the next Open finds the ack
+// durable, the sequences intact and no damage.
+func TestCrashDuringReclaim(t *testing.T) {
+	for _, point := range []string{"reclaim-fresh-written", "reclaim-renamed"} {
+		t.Run(point, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "outbox.db")
+			o := openT(t, dir, 0)
+			appendBulk(t, o, 2000, wire.ClassEvent, 300)
+			last := o.Stats().NextSeq - 1
+			if err := o.Close(); err != nil {
+				t.Fatal(err)
+			}
+			runCrashAt(t, path, point)
+			o = openT(t, dir, 0)
+			defer o.Close()
+			st := o.Stats()
+			if st.Corruptions != 0 || st.Depth != 0 || st.AckedThrough != last || st.NextSeq != last+1 {
+				t.Fatalf("after a crash in the reclaim: %+v, want acked through %d", st, last)
+			}
+			if _, err := os.Stat(path + ".fresh"); !os.IsNotExist(err) {
+				t.Fatalf("Open left the reclaim's temp file: %v", err)
+			}
+			if seq, err := o.Append(bg, outboxtest.Rec(wire.ClassEvent, 0, 10)); err != nil || seq != last+1 {
+				t.Fatalf("append after the crash: %d, %v (want %d)", seq, err, last+1)
+			}
+		})
+	}
+}
+
+// TestCrashDuringEviction SIGKILLs children appending under a small budget
+// (so most commits evict) and checks after each kill that every seq whose
+// Append returned is stored, named by a gap record or acked, and that the
+// counters equal a recount.
+func TestCrashDuringEviction(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "outbox.db")
+	const budget = 256 << 10
+	var maxPrinted uint64
+	for round := range 6 {
+		cmd := exec.Command(exe, "-test.run=^$")
+		cmd.Env = append(os.Environ(), crashChildEnv+"="+path, crashBudgetEnv+"="+strconv.Itoa(budget))
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var stderr safeBuf
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		var printed []uint64
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			sc := bufio.NewScanner(out)
+			for sc.Scan() {
+				if seq, err := strconv.ParseUint(sc.Text(), 10, 64); err == nil {
+					printed = append(printed, seq)
+				}
+			}
+		}()
+		time.Sleep(time.Duration(150+50*round) * time.Millisecond)
+		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		<-done
+		if werr := cmd.Wait(); werr == nil || stderr.String() != "" {
+			t.Fatalf("round %d: child: %v %s", round, werr, stderr.String())
+		}
+		o, err := Open(Options{Path: path, BudgetBytes: budget})
+		if err != nil {
+			t.Fatalf("round %d: reopen: %v", round, err)
+		}
+		st := o.Stats()
+		if st.Corruptions != 0 {
+			t.Fatalf("round %d: a kill left a damaged file", round)
+		}
+		snap := takeSnapshot(t, o)
+		checkAccounting(t, o, snap)
+		for _, seq := range printed {
+			_, stored := snap.cls[seq]
+			if seq <= maxPrinted {
+				t.Fatalf("round %d: seq %d handed out again", round, seq)
+			}
+			if !stored && !snap.named[seq] && seq > st.AckedThrough {
+				t.Fatalf("round %d: seq %d returned by Append, gone without a gap record", round, seq)
+			}
+		}
+		for _, seq := range printed {
+			maxPrinted = max(maxPrinted, seq)
+		}
+		if round == 5 && st.Evicted == 0 {
+			t.Fatalf("no eviction under a %d-byte budget: %+v", budget, st)
+		}
+		if round%2 == 1 && len(printed) > 0 {
+			if err := o.Ack(max(printed[len(printed)/3], o.AckedThrough())); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := o.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
 }

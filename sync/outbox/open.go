@@ -336,8 +336,10 @@ func (o *Outbox) reclaim(st *state) error {
 		o.log.Error("closing the drained file before the swap", "err", err)
 	}
 	o.db = nil
+	crashPoint("reclaim-fresh-written")
 	renameErr := os.Rename(tmp, path)
 	if renameErr == nil {
+		crashPoint("reclaim-renamed")
 		renameErr = syncDir(filepath.Dir(path))
 	}
 	db, err := openBolt(path, false)

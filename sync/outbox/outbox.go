@@ -115,6 +115,16 @@ type request struct {
 
 var reqPool = sync.Pool{New: func() any { return &request{done: make(chan struct{}, 1)} }}
 
+// crashHook, when set by a test, is called at the named points of the
+// multi-step file replacements so a child process can be killed there.
+var crashHook func(point string)
+
+func crashPoint(point string) {
+	if crashHook != nil {
+		crashHook(point)
+	}
+}
+
 func (o *Outbox) seqPath() string { return o.opts.Path + ".seq" }
 
 // Append stores r durably and returns its sequence number. It returns only

@@ -398,9 +398,22 @@ func TestCorruptGarbageInDataPages(t *testing.T) {
 
 func TestCorruptSegmentStatsSalvagesUnacked(t *testing.T) {
 	dir, seqs := damage(t, 3000, 1000, func(b []byte) []byte { return b })
-	// Damage one meta value through bbolt itself: the file is valid bolt,
-	// but its bookkeeping fails Open's checks.
-	db, err := bolt.Open(filepath.Join(dir, "outbox.db"), 0o600, nil)
+	breakSegStats(t, filepath.Join(dir, "outbox.db"))
+	checkRecovered(t, dir, seqs, 2000)
+	o := openT(t, dir, 0)
+	defer o.Close()
+	ents := outboxtest.ReadAll(t, o, 0)
+	if ents[0].Seq != 1001 || o.AckedThrough() != 1000 {
+		t.Fatalf("salvage starts at %d, acked %d: acked records came back", ents[0].Seq, o.AckedThrough())
+	}
+}
+
+// breakSegStats damages one meta value through bbolt itself: the file is
+// valid bolt, every record is readable, but its bookkeeping fails Open's
+// checks.
+func breakSegStats(t *testing.T, path string) {
+	t.Helper()
+	db, err := bolt.Open(path, 0o600, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -411,12 +424,5 @@ func TestCorruptSegmentStatsSalvagesUnacked(t *testing.T) {
 	}
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
-	}
-	checkRecovered(t, dir, seqs, 2000)
-	o := openT(t, dir, 0)
-	defer o.Close()
-	ents := outboxtest.ReadAll(t, o, 0)
-	if ents[0].Seq != 1001 || o.AckedThrough() != 1000 {
-		t.Fatalf("salvage starts at %d, acked %d: acked records came back", ents[0].Seq, o.AckedThrough())
 	}
 }

@@ -48,6 +48,7 @@ func (o *Outbox) replaceCorrupt(db *bolt.DB, cause error) (*bolt.DB, *state, err
 	if err := syncDir(filepath.Dir(path)); err != nil {
 		return nil, nil, fmt.Errorf("outbox: quarantine damaged file: %w", err)
 	}
+	crashPoint("quarantine-renamed")
 	o.log.Error("outbox file damaged; moved aside, starting a fresh one", "err", cause, "moved_to", moved)
 	ndb, err := openBolt(path, false)
 	if err != nil {
