@@ -76,7 +76,7 @@ type Reconnecting struct {
 	done       chan struct{} // closed by Close
 	wg         sync.WaitGroup
 	closeOnce  sync.Once
-	up         atomic.Bool
+	up         atomic.Bool // OnState(true) delivered and not yet OnState(false)
 	reconnects atomic.Uint64
 	ident      devIdent // identity of the opened device; loop goroutine only
 }
@@ -139,8 +139,13 @@ func OpenReconnecting(path string, mode Mode, opts ReconnectOptions) (*Reconnect
 	return r, nil
 }
 
-// Up reports whether the device is currently open.
-func (r *Reconnecting) Up() bool { return r.up.Load() }
+// Up reports whether the device is currently open. It turns false as soon as
+// a loss is seen (before OnState(false) is delivered).
+func (r *Reconnecting) Up() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.cur != nil
+}
 
 // Reconnects returns how many times the device was reopened after being lost
 // (the first successful open is not counted).
@@ -329,14 +334,13 @@ func (r *Reconnecting) loop(p Port) {
 				attempt++
 			}
 		}
-		gen, ok := r.install(p)
+		gen, ok := r.install(p, everUp)
 		p = nil
 		if !ok {
 			return
 		}
 		attempt = 0
 		if everUp {
-			r.reconnects.Add(1)
 			r.log.Info("serial device reconnected")
 		}
 		everUp = true
@@ -355,8 +359,9 @@ func (r *Reconnecting) loop(p Port) {
 	}
 }
 
-// install makes p the current port; false (p closed) when Close came first.
-func (r *Reconnecting) install(p Port) (uint64, bool) {
+// install makes p the current port, counting a reconnect if it is one (before
+// any reader can see the port); false (p closed) when Close came first.
+func (r *Reconnecting) install(p Port, reconnect bool) (uint64, bool) {
 	r.ident = identify(r.path)
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -366,6 +371,9 @@ func (r *Reconnecting) install(p Port) (uint64, bool) {
 	}
 	if r.timeout > 0 {
 		_ = p.SetReadTimeout(r.timeout) // validated when set
+	}
+	if reconnect {
+		r.reconnects.Add(1)
 	}
 	r.gen++
 	r.cur = p
