@@ -219,6 +219,21 @@ func (s *safeBuf) String() string {
 	return string(s.b)
 }
 
+// TestCrashDuringQuarantine kills the process at each step of replacing a
+// damaged file and checks that the next Open still salvages every unacked
+// record, raises the alarm and keeps sequences above everything handed out.
+func TestCrashDuringQuarantine(t *testing.T) {
+	for _, point := range []string{"salvage-written", "quarantine-renamed"} {
+		t.Run(point, func(t *testing.T) {
+			dir, seqs := damage(t, 3000, 1000, func(b []byte) []byte { return b })
+			path := filepath.Join(dir, "outbox.db")
+			breakSegStats(t, path)
+			runCrashAt(t, path, point)
+			checkRecovered(t, dir, seqs, 2000)
+		})
+	}
+}
+
 // TestCrashDuringReclaim kills the process at each step of swapping a
 // drained file for a fresh one and checks that the next Open finds the ack
 // durable, the sequences intact and no damage.

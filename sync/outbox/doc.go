@@ -63,12 +63,15 @@
 //
 // If Open finds the file unusable (bbolt refuses it, it is empty or
 // truncated, the meta is missing or fails its checks, or reading faults),
-// the file is renamed to "<path>.corrupt-<UTC time>", a fresh file starts,
-// the records readable from the old file are copied under their original
-// sequences (through bbolt where possible, walking each segment under
-// recover(); otherwise by scanning raw leaf pages), and a
-// wire.KindOutboxAlarm record (body AlarmBody) is appended. Open succeeds,
-// so the agent does not crash-loop. Damage met later by Read or a commit is
+// a fresh file is built as "<path>.salvage": the records readable from the
+// old file under their original sequences (through bbolt where possible,
+// walking each segment under recover(); otherwise by scanning raw leaf
+// pages), then a wire.KindOutboxAlarm record (body AlarmBody). Only then is
+// the old file renamed to "<path>.corrupt-<UTC time>" and the fresh one
+// renamed into place. A crash before the first rename redoes the whole
+// replacement at the next Open; a crash between the renames leaves a
+// complete "<path>.salvage" that Open installs. Open succeeds, so the
+// agent does not crash-loop. Damage met later by Read or a commit is
 // returned as ErrCorrupt; closing and reopening repairs it only if Open's
 // checks see it.
 package outbox

@@ -19,10 +19,12 @@ import (
 //
 // A file that cannot be used (bbolt refuses it, it is empty or shorter than
 // its own page count says, its meta is missing or damaged, or reading it
-// faults) is renamed to "<Path>.corrupt-<UTC time>", a fresh file is
-// started, the readable records are copied into it under their original
-// sequence numbers, and a wire.KindOutboxAlarm record is appended; Open
-// then succeeds and Stats().Corruptions counts the event.
+// faults) is replaced: a fresh file gets the readable records under their
+// original sequence numbers and a wire.KindOutboxAlarm record, then the
+// damaged file is renamed to "<Path>.corrupt-<UTC time>" and the fresh one
+// put in its place; Open then succeeds and Stats().Corruptions counts the
+// event. A replacement or reclaim cut short by a crash is finished or
+// undone first.
 //
 // Errors: ErrBadOptions; a lock held by another process (bbolt's timeout
 // error after 2 s); I/O errors creating the directory, the file or the
@@ -61,8 +63,8 @@ func Open(opts Options) (*Outbox, error) {
 	if err := os.MkdirAll(filepath.Dir(opts.Path), 0o750); err != nil {
 		return nil, fmt.Errorf("outbox: %w", err)
 	}
-	if err := os.Remove(opts.Path + ".fresh"); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("outbox: remove stale reclaim file: %w", err)
+	if err := settleSideFiles(opts.Path); err != nil {
+		return nil, err
 	}
 	res, err := readReservation(o.seqPath())
 	if errors.Is(err, ErrCorrupt) {

@@ -38,7 +38,8 @@ var (
 type Options struct {
 	// Path is the bbolt file. Its directory also holds the side files:
 	// "<Path>.seq" (sequence reservation), "<Path>.corrupt-<UTC time>"
-	// (quarantined damaged files) and "<Path>.fresh" (a reclaim in progress).
+	// (quarantined damaged files), "<Path>.salvage" (a replacement for a
+	// damaged file in progress) and "<Path>.fresh" (a reclaim in progress).
 	Path string
 	// BudgetBytes bounds the logical size of the stored records (key +
 	// value + 16 bytes each); 0 means unlimited.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 
@@ -32,25 +33,27 @@ type salvaged struct {
 	val []byte
 }
 
-// replaceCorrupt quarantines the damaged file, starts a fresh one, salvages
-// what it can and appends the alarm record.
+// replaceCorrupt replaces the damaged file at Path. It builds the new file
+// as "<Path>.salvage" (the salvaged records, then the alarm record), and
+// only when that is committed renames the damaged file to moved and the
+// new one to Path, fsyncing the directory after each rename. A crash before
+// the first rename leaves the damaged file in place, and the next Open does
+// it all again; a crash between the renames leaves no file at Path and a
+// complete "<Path>.salvage", which Open installs (settleSideFiles). On
+// error the returned db, if not nil, must be closed by the caller.
 func (o *Outbox) replaceCorrupt(db *bolt.DB, cause error) (*bolt.DB, *state, error) {
-	path := o.opts.Path
+	path, tmp := o.opts.Path, o.opts.Path+".salvage"
 	if db != nil {
 		if err := closeQuietly(db); err != nil {
 			o.log.Warn("closing the damaged file", "err", err)
 		}
 	}
 	moved := path + ".corrupt-" + o.opts.Now().UTC().Format("20060102T150405.000000000Z")
-	if err := os.Rename(path, moved); err != nil {
-		return nil, nil, fmt.Errorf("outbox: quarantine damaged file: %w (damage: %w)", err, cause)
+	o.log.Error("outbox file damaged; salvaging into a fresh one", "err", cause, "moved_to", moved)
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, fmt.Errorf("outbox: fresh file after damage: %w", err)
 	}
-	if err := syncDir(filepath.Dir(path)); err != nil {
-		return nil, nil, fmt.Errorf("outbox: quarantine damaged file: %w", err)
-	}
-	crashPoint("quarantine-renamed")
-	o.log.Error("outbox file damaged; moved aside, starting a fresh one", "err", cause, "moved_to", moved)
-	ndb, err := openBolt(path, false)
+	ndb, err := openBolt(tmp, false)
 	if err != nil {
 		return nil, nil, fmt.Errorf("outbox: fresh file after damage: %w", err)
 	}
@@ -86,7 +89,7 @@ func (o *Outbox) replaceCorrupt(db *bolt.DB, cause error) (*bolt.DB, *state, err
 		}
 		return err
 	}
-	old, method, serr := salvage(moved, put)
+	old, method, serr := salvage(path, put)
 	if serr != nil {
 		o.log.Error("salvage stopped early", "err", serr, "salvaged", n)
 	}
@@ -123,6 +126,20 @@ func (o *Outbox) replaceCorrupt(db *bolt.DB, cause error) (*bolt.DB, *state, err
 	})
 	if err != nil {
 		return ndb, nil, fmt.Errorf("outbox: alarm record: %w", err)
+	}
+	crashPoint("salvage-written")
+	if err := os.Rename(path, moved); err != nil {
+		return ndb, nil, fmt.Errorf("outbox: quarantine damaged file: %w (damage: %w)", err, cause)
+	}
+	if err := syncDir(filepath.Dir(path)); err != nil {
+		return ndb, nil, fmt.Errorf("outbox: quarantine damaged file: %w", err)
+	}
+	crashPoint("quarantine-renamed")
+	if err := os.Rename(tmp, path); err != nil {
+		return ndb, nil, fmt.Errorf("outbox: install fresh file after damage: %w", err)
+	}
+	if err := syncDir(filepath.Dir(path)); err != nil {
+		return ndb, nil, fmt.Errorf("outbox: install fresh file after damage: %w", err)
 	}
 	o.log.Error("outbox alarm raised", "salvaged", n, "method", method, "next_seq", final.nextSeq)
 	return ndb, final, nil
@@ -309,4 +326,27 @@ func scanLeaf(page []byte, out []salvaged, depth int, after uint64) []salvaged {
 		}
 	}
 	return out
+}
+
+// settleSideFiles finishes or discards what a crash left: a complete
+// "<Path>.salvage" when no file is at Path (a crash between the renames of
+// replaceCorrupt) is installed; otherwise a "<Path>.salvage" or
+// "<Path>.fresh" (an unfinished reclaim) is stale and removed.
+func settleSideFiles(path string) error {
+	salvage := path + ".salvage"
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		if err := os.Rename(salvage, path); err == nil {
+			if err := syncDir(filepath.Dir(path)); err != nil {
+				return fmt.Errorf("outbox: install salvaged file: %w", err)
+			}
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("outbox: install salvaged file: %w", err)
+		}
+	}
+	for _, stale := range []string{salvage, path + ".fresh"} {
+		if err := os.Remove(stale); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("outbox: remove stale %s: %w", stale, err)
+		}
+	}
+	return nil
 }
