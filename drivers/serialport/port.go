@@ -98,7 +98,9 @@ type Port interface {
 	SetReadTimeout(d time.Duration) error
 	// ResetInputBuffer discards bytes received but not yet read.
 	ResetInputBuffer() error
-	// Close releases the port. It is idempotent: later calls return nil.
+	// Close releases the port and unblocks a pending Read (which returns Code
+	// Closed). It waits for a Write in progress, which lasts only as long as
+	// the device takes the bytes. It is idempotent: later calls return nil.
 	// Read and Write after Close return Code Closed.
 	Close() error
 }

@@ -230,3 +230,42 @@ func TestReconnectingRejectsInvalidPath(t *testing.T) {
 		}
 	}
 }
+
+// With no I/O in flight, only the path check can notice the unplug.
+func TestReconnectingNoticesVanishedPathWithoutIO(t *testing.T) {
+	pair, err := pty.New(filepath.Join(t.TempDir(), "ttyIDLE"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pair.Close()
+	r, err := serialport.OpenReconnecting(pair.Path(), serialport.Mode{}, serialport.ReconnectOptions{
+		MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond,
+		PathCheck: 20 * time.Millisecond, Logger: testLogger(t),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	waitUp := func(want bool) {
+		t.Helper()
+		deadline := time.Now().Add(wait)
+		for r.Up() != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("Up() never became %v", want)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	waitUp(true)
+	if err := pair.Unplug(); err != nil {
+		t.Fatal(err)
+	}
+	waitUp(false)
+	if err := pair.Replug(); err != nil {
+		t.Fatal(err)
+	}
+	waitUp(true)
+	if n := r.Reconnects(); n != 1 {
+		t.Fatalf("Reconnects = %d, want 1", n)
+	}
+}
