@@ -154,7 +154,8 @@ func New(port serialport.Port, opts Options) (*Reader, error) {
 // ropts.MaxBackoff becomes 1 s (a replugged reader is back within about a
 // second), a nil ropts.Logger becomes opts.Logger. Errors are those of
 // OpenReconnecting (an invalid path or mode, permission denied); an absent
-// device is not an error.
+// device is not an error. The device is opened in the background: until
+// Health().Connected, exchanges fail with ErrOffline.
 func Open(path string, opts Options, ropts serialport.ReconnectOptions) (*Reader, error) {
 	r := newReader(opts)
 	if ropts.MaxBackoff <= 0 {
