@@ -17,7 +17,9 @@ import (
 // A read that fails for a card reason (wrong application, locked, malformed,
 // a status word) is not retried until the card is removed and inserted
 // again; a read that fails for a reader reason (timeout, offline, checksum)
-// is retried at the next poll.
+// is retried at the next poll. When the reader goes away (offline, or
+// marked down) a card in the slot is reported removed, and read again once
+// the reader answers, since it may have been swapped meanwhile.
 func (r *Reader) Run(ctx context.Context) error {
 	inSlot := false // a card is in the slot and has been dealt with
 	for {
@@ -30,6 +32,11 @@ func (r *Reader) Run(ctx context.Context) error {
 			return nil
 		case err != nil:
 			r.log.Debug("card status failed", "err", err)
+			if inSlot && (ev == ReaderDown || errors.Is(err, ErrOffline)) {
+				// The card may be swapped while we cannot see the slot.
+				inSlot = false
+				r.emit(Event{Kind: CardRemoved})
+			}
 		case ok && !inSlot:
 			r.emit(Event{Kind: CardInserted})
 			card, ev, err := r.readCard(ctx)
