@@ -120,7 +120,7 @@ func Open(path string, mode serialport.Mode, opts Options, ro serialport.Reconne
 		}
 	}
 	if ro.Logger == nil {
-		ro.Logger = r.log
+		ro.Logger = r.opts.Logger // the port adds its own component
 	}
 	p, err := serialport.OpenReconnecting(path, mode, ro)
 	if err != nil {

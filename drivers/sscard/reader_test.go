@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -43,7 +44,11 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// readersLogged is set once a test gave a Reader the capturing logger.
+var readersLogged atomic.Bool
+
 func testLogger() *slog.Logger {
+	readersLogged.Store(true)
 	return slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
@@ -59,7 +64,7 @@ var personal = []string{fields.CardNumber, fields.SSN, fields.Name, fields.CardI
 func TestMain(m *testing.M) {
 	code := m.Run()
 	out := logs.String()
-	if code == 0 && len(out) == 0 && !testing.Short() {
+	if code == 0 && len(out) == 0 && readersLogged.Load() {
 		fmt.Fprintln(os.Stderr, "no log lines captured: the personal-data scan checked nothing")
 		code = 1
 	}
