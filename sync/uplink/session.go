@@ -28,6 +28,9 @@ var (
 	ErrConnectionLost = errors.New("uplink: connection lost before the publish was acknowledged")
 	// ErrClosed is returned by Run after Close, and by publishes racing Close.
 	ErrClosed = errors.New("uplink: session closed")
+	// ErrPublishQueueFull is returned (through PublishAsync's channel)
+	// when more than 1024 publishes are waiting for one connection.
+	ErrPublishQueueFull = errors.New("uplink: publish queue full")
 	// ErrPlaintext is returned by NewSession for a plaintext broker URL
 	// (tcp://, mqtt://) unless SessionOptions.AllowPlaintext is set.
 	ErrPlaintext = errors.New("uplink: plaintext MQTT refused (SessionOptions.AllowPlaintext is false; set it only in a lab)")
@@ -160,7 +163,24 @@ type conn struct {
 	lostErr  error
 	ctx      context.Context // for OnConnect; ends with the connection
 	cancel   context.CancelFunc
+
+	// Publishes wait here for the connection's sender goroutine, which
+	// alone calls paho's Publish: that call blocks (up to writeTimeout)
+	// when the link stalls, and PublishAsync must not.
+	pubMu     sync.Mutex
+	pubq      chan pubReq
+	pubClosed bool // set (under pubMu) once the sender stopped taking requests
 }
+
+// pubReq is one queued publish and how to report its outcome.
+type pubReq struct {
+	m    Message
+	send func(error)
+}
+
+// publishQueue bounds the publishes waiting for one connection's sender; a
+// full queue fails the publish at once with ErrPublishQueueFull.
+const publishQueue = 1024
 
 func (c *conn) markLost(err error) {
 	c.lostOnce.Do(func() {
@@ -447,7 +467,7 @@ func (s *Session) connect(ctx context.Context) (*conn, error) {
 	if will != nil {
 		o.SetBinaryWill(will.Topic, will.Payload, will.QoS, will.Retained)
 	}
-	c := &conn{lost: make(chan struct{})}
+	c := &conn{lost: make(chan struct{}), pubq: make(chan pubReq, publishQueue)}
 	// Set before Connect: markLost (paho's goroutine) reads cancel.
 	c.ctx, c.cancel = context.WithCancel(ctx)
 	o.SetConnectionLostHandler(func(_ mqtt.Client, err error) { c.markLost(err) })
@@ -480,6 +500,9 @@ func (s *Session) connect(ctx context.Context) (*conn, error) {
 	s.cur = c
 	subs := slices.Clone(s.subs)
 	s.mu.Unlock()
+	if !s.goOwned(func() { s.sender(c) }) {
+		c.closePublishes(ErrClosed)
+	}
 	for _, sub := range subs {
 		if err := s.subscribe(c, sub); err != nil {
 			s.dropConn(c)
@@ -632,10 +655,13 @@ func (s *Session) Publish(ctx context.Context, m Message) error {
 	}
 }
 
-// PublishAsync sends m without waiting; done (buffered, one value) receives
-// nil once the broker acknowledged it (at QoS 0: once written),
-// ErrNotConnected at once when the session is down, or ErrConnectionLost
-// (possibly wrapped) if the connection dropped first. It does not retain
+// PublishAsync sends m without waiting, and never blocks: m is queued for
+// the connection's sender, so a stalled link delays done, not the caller.
+// done (buffered, one value) receives nil once the broker acknowledged it
+// (at QoS 0: once written), ErrNotConnected at once when the session is
+// down, ErrPublishQueueFull at once when 1024 publishes are already queued,
+// or ErrConnectionLost (possibly wrapped) if the connection dropped first.
+// Publishes on one connection reach the broker in call order. It does not retain
 // m.Payload after done fires; the caller must not modify it before then.
 func (s *Session) PublishAsync(m Message) (done <-chan error) {
 	return s.publishAsync(m, nil)
@@ -661,26 +687,68 @@ func (s *Session) publishAsync(m Message, failed func()) <-chan error {
 		send(ErrNotConnected)
 		return ch
 	}
-	tok := c.client.Publish(m.Topic, m.QoS, m.Retained, m.Payload)
-	select {
-	case <-tok.Done():
-		send(s.publishErr(tok))
+	c.pubMu.Lock()
+	defer c.pubMu.Unlock()
+	if c.pubClosed {
+		s.pubErr.Add(1)
+		send(ErrConnectionLost)
 		return ch
-	default:
 	}
-	ok := s.goOwned(func() {
-		select {
-		case <-tok.Done():
-			send(s.publishErr(tok))
-		case <-c.lost:
-			s.pubErr.Add(1)
-			send(ErrConnectionLost)
-		}
-	})
-	if !ok {
-		send(ErrClosed)
+	select {
+	case c.pubq <- pubReq{m: m, send: send}:
+	default:
+		s.pubErr.Add(1)
+		send(ErrPublishQueueFull)
 	}
 	return ch
+}
+
+// sender is c's publishing goroutine: it hands queued messages to paho in
+// order, and has an owned goroutine wait for each acknowledgement so many
+// can be in flight. When c is lost it fails what is still queued.
+func (s *Session) sender(c *conn) {
+	for {
+		select {
+		case r := <-c.pubq:
+			tok := c.client.Publish(r.m.Topic, r.m.QoS, r.m.Retained, r.m.Payload)
+			select {
+			case <-tok.Done():
+				r.send(s.publishErr(tok))
+				continue
+			default:
+			}
+			ok := s.goOwned(func() {
+				select {
+				case <-tok.Done():
+					r.send(s.publishErr(tok))
+				case <-c.lost:
+					s.pubErr.Add(1)
+					r.send(ErrConnectionLost)
+				}
+			})
+			if !ok {
+				r.send(ErrClosed)
+			}
+		case <-c.lost:
+			c.closePublishes(ErrConnectionLost)
+			return
+		}
+	}
+}
+
+// closePublishes stops c taking publishes and fails those still queued.
+func (c *conn) closePublishes(err error) {
+	c.pubMu.Lock()
+	defer c.pubMu.Unlock()
+	c.pubClosed = true
+	for {
+		select {
+		case r := <-c.pubq:
+			r.send(err)
+		default:
+			return
+		}
+	}
 }
 
 // Connected reports whether the session is connected and subscribed.
