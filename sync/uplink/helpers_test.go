@@ -3,72 +3,24 @@ package uplink
 import (
 	"context"
 	"encoding/json"
-	"io"
-	"net"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/kioskedge/kioskedge/sync/wire"
+	"github.com/kioskedge/kioskedge/testhw/faultproxy"
 )
 
-// cutProxy forwards TCP to a target and can cut every connection abruptly.
-type cutProxy struct {
-	ln     net.Listener
-	target string
-	mu     sync.Mutex
-	conns  []net.Conn
-	wg     sync.WaitGroup
-}
-
-func startProxy(t testing.TB, target string) *cutProxy {
+// startProxy puts a testhw/faultproxy between a client and target, closed
+// with the test.
+func startProxy(t testing.TB, target string) *faultproxy.Proxy {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := faultproxy.New(target, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &cutProxy{ln: ln, target: target}
-	p.wg.Add(1)
-	go p.accept()
-	t.Cleanup(func() { ln.Close(); p.Cut(); p.wg.Wait() })
+	t.Cleanup(func() { p.Close() })
 	return p
-}
-
-func (p *cutProxy) URL() string { return "tcp://" + p.ln.Addr().String() }
-
-func (p *cutProxy) accept() {
-	defer p.wg.Done()
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		u, err := net.Dial("tcp", p.target)
-		if err != nil {
-			c.Close()
-			continue
-		}
-		p.mu.Lock()
-		p.conns = append(p.conns, c, u)
-		p.mu.Unlock()
-		p.wg.Add(2)
-		go func() { defer p.wg.Done(); io.Copy(u, c); u.Close() }()
-		go func() { defer p.wg.Done(); io.Copy(c, u); c.Close() }()
-	}
-}
-
-// Cut resets every proxied connection (RST where possible), as a network
-// failure would: no DISCONNECT, so the broker publishes the Will.
-func (p *cutProxy) Cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, c := range p.conns {
-		if tc, ok := c.(*net.TCPConn); ok {
-			tc.SetLinger(0)
-		}
-		c.Close()
-	}
-	p.conns = nil
 }
 
 // memSource is an in-memory Source.
