@@ -30,6 +30,10 @@ func startMochi(addr string, tlsConf *tls.Config, log *slog.Logger) (*mochiRun, 
 	if err := srv.AddHook(new(allowAll), nil); err != nil {
 		return nil, fmt.Errorf("broker: mochi auth hook: %w", err)
 	}
+	guard := &retainGuard{topicAliasMax: srv.Options.Capabilities.TopicAliasMaximum}
+	if err := srv.AddHook(guard, nil); err != nil {
+		return nil, fmt.Errorf("broker: mochi retain guard: %w", err)
+	}
 	ln := &loopListener{addr: addr, tls: tlsConf, log: log, conns: make(map[net.Conn]struct{})}
 	if err := srv.AddListener(ln); err != nil {
 		return nil, fmt.Errorf("broker: mochi listen on %s: %w", addr, err)
