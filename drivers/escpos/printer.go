@@ -173,10 +173,9 @@ func (p *Printer) statusLocked(ctx context.Context) (Status, error) {
 		return st, ErrClosed
 	}
 	// Stale bytes (a late reply, noise) would be taken for this reply.
-	if err := p.port.ResetInputBuffer(); err != nil {
-		if e := p.ioErr("status", err); e != nil {
-			return st, e
-		}
+	// A failing reset (device away) shows again in the Write below.
+	if err := p.port.ResetInputBuffer(); serialport.IsClosed(err) {
+		return st, ErrClosed
 	}
 	var b [1]byte
 	for n := byte(1); n <= 4; n++ {
