@@ -62,6 +62,9 @@ type Options struct {
 	HealthInterval time.Duration
 	// Health supplies the outbox section of the health snapshot (nil: zeros).
 	Health func() wire.OutboxHealth
+	// Devices supplies the devices section of the health snapshot (nil:
+	// none). It is called on the drain goroutine and must not block long.
+	Devices func() []wire.DeviceHealth
 	// BdSeqPath is the file holding the birth/death sequence. Required.
 	BdSeqPath string
 	// Codec encodes batches; nil: New builds one, closed when Run returns.
@@ -582,6 +585,9 @@ func (u *Uplink) publishHealth() {
 	}
 	if u.opts.Health != nil {
 		h.Outbox = u.opts.Health()
+	}
+	if u.opts.Devices != nil {
+		h.Devices = u.opts.Devices()
 	}
 	b, err := json.Marshal(h)
 	if err != nil {

@@ -229,13 +229,20 @@ func TestUplinkHealthRetained(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		go s.Run(ctx)
-		_, stop := newTestUplink(t, b.URL(), newMemSource(10), func(o *Options) { o.HealthInterval = 100 * time.Millisecond })
+		devs := []wire.DeviceHealth{{Name: "qr-1", Connected: true, Errors: 2, Detail: "qrscan"}}
+		_, stop := newTestUplink(t, b.URL(), newMemSource(10), func(o *Options) {
+			o.HealthInterval = 100 * time.Millisecond
+			o.Devices = func() []wire.DeviceHealth { return devs }
+		})
 		defer stop()
 		for range 2 { // on connect, then periodic
 			select {
 			case h := <-got:
 				if h.Agent != "box-1" || h.Version != "1.2.3" || h.Outbox.Depth != 7 {
 					t.Fatalf("health %+v", h)
+				}
+				if len(h.Devices) != 1 || h.Devices[0] != devs[0] {
+					t.Fatalf("health devices %+v, want %+v", h.Devices, devs)
 				}
 			case <-time.After(10 * time.Second):
 				t.Fatal("no health snapshot")
