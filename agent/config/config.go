@@ -25,6 +25,8 @@ type Config struct {
 	Hub    Hub    `toml:"hub"`
 	Outbox Outbox `toml:"outbox"`
 	Log    Log    `toml:"log"`
+	// Devices are the serial devices the agent runs, from [[device]].
+	Devices []Device `toml:"device"`
 }
 
 // Agent identifies the box.
@@ -110,6 +112,7 @@ func Parse(b []byte, baseDir string) (Config, error) {
 		problems = append(problems, fmt.Sprintf("%s: unknown key", k))
 	}
 	problems = append(problems, c.validate()...)
+	problems = append(problems, validateDevices(c.Devices)...)
 	if len(problems) > 0 {
 		return Config{}, fmt.Errorf("%w:\n  %s", ErrInvalid, strings.Join(problems, "\n  "))
 	}
@@ -119,7 +122,17 @@ func Parse(b []byte, baseDir string) (Config, error) {
 				*p = filepath.Join(baseDir, *p)
 			}
 		}
+		for i := range c.Devices {
+			if o := c.Devices[i].OSDP; o != nil {
+				for j := range o.Readers {
+					if k := &o.Readers[j].KeyFile; *k != "" && !filepath.IsAbs(*k) {
+						*k = filepath.Join(baseDir, *k)
+					}
+				}
+			}
+		}
 	}
+	applyDeviceDefaults(c.Devices)
 	return c, nil
 }
 
