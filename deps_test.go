@@ -115,6 +115,32 @@ func TestImportArrows(t *testing.T) {
 	}
 }
 
+// agentDrivers are the only drivers/ packages agent/ may import: the shared
+// leaf types. Concrete drivers are wired in cmd/ and reach the agent
+// through the small interfaces it declares (CONVENTIONS.md).
+var agentDrivers = []string{"drivers/credential", "drivers/devstatus"}
+
+func TestAgentImportsNoConcreteDriver(t *testing.T) {
+	for _, p := range listPackages(t) {
+		from := local(p.ImportPath)
+		if !hasPrefixPath(from, "agent") {
+			continue
+		}
+		for _, imp := range p.Imports {
+			if !strings.HasPrefix(imp, module+"/") || !hasPrefixPath(local(imp), "drivers") {
+				continue
+			}
+			ok := false
+			for _, a := range agentDrivers {
+				ok = ok || local(imp) == a
+			}
+			if !ok {
+				t.Errorf("%s imports %s: agent/ may import only %v of drivers/; wire concrete drivers in cmd/", from, local(imp), agentDrivers)
+			}
+		}
+	}
+}
+
 func TestSyncHasNoRootPackage(t *testing.T) {
 	if _, ok := listPackages(t)[module+"/sync"]; ok {
 		t.Error("sync/ has Go files at its root; a package named sync would shadow the standard library")
