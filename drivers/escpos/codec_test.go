@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"errors"
 	"strconv"
+	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/kioskedge/kioskedge/firmware-specs/escposvectors"
+	"github.com/kioskedge/kioskedge/testhw/escpossim"
 )
 
 func TestCommandVectors(t *testing.T) {
@@ -166,6 +169,46 @@ func FuzzText(f *testing.F) {
 			if c < 0x20 || c == 0x7f {
 				t.Fatalf("%q encodes to a control byte: % x", s, b)
 			}
+		}
+	})
+}
+
+// FuzzReceiptRoundTrip: a one-line receipt encoded here and rendered by the
+// independent simulator shows the line's text (control characters as '?')
+// with its style, and nothing the simulator does not know.
+func FuzzReceiptRoundTrip(f *testing.F) {
+	cmds, err := escposvectors.LoadCommands()
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, c := range cmds {
+		if t := c.Args["text"]; t != "" {
+			f.Add(t, true, uint8(1))
+		}
+	}
+	f.Fuzz(func(t *testing.T, text string, bold bool, align uint8) {
+		if !utf8.ValidString(text) || text == "" {
+			return
+		}
+		l := Line{Text: text, Bold: bold, Align: Alignment(align % 3)}
+		b, err := EncodeReceipt(Receipt{Lines: []Line{l}, Cut: FullCut})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sim := escpossim.New()
+		sim.Feed(b)
+		want := strings.Map(func(r rune) rune {
+			if r < 0x20 || r == 0x7f {
+				return '?'
+			}
+			return r
+		}, text)
+		if bold {
+			want = "<b>" + want + "</b>"
+		}
+		want = [...]string{"L|", "C|", "R|"}[l.Align] + want + "\n\n\n\n--- cut ---\n"
+		if got := sim.Paper(); got != want || sim.Unknown() != 0 {
+			t.Fatalf("paper %q, want %q (unknown %d)", got, want, sim.Unknown())
 		}
 	})
 }
