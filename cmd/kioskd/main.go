@@ -1,7 +1,9 @@
 // Command kioskd is the KioskEdge agent daemon that runs on each box. This
-// version runs the store-and-forward spine: the durable outbox and the
-// uplink to the hub, with birth/death and periodic health. Device drivers
-// and access decisions are wired here as they land.
+// version runs the store-and-forward spine (the durable outbox and the
+// uplink to the hub, with birth/death and periodic health) and the serial
+// devices of the config's [[device]] entries: their health goes into the
+// hub's health snapshot and their transitions and events into the outbox.
+// Access decisions are wired here as they land.
 //
 //	kioskd -config /etc/kioskedge/kioskd.toml
 //	kioskd -config kioskd.toml -check   # validate the config and exit
@@ -69,7 +71,7 @@ func run(args []string, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	log.Info("started", "component", "kioskd", "version", version, "boot_id", n.BootID,
-		"broker", cfg.Hub.Broker, "outbox_depth", n.Outbox.Stats().Depth)
+		"broker", cfg.Hub.Broker, "outbox_depth", n.Outbox.Stats().Depth, "devices", n.Monitor.Names())
 	if err := n.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		log.Error("stopped", "component", "kioskd", "err", err)
 		return 1

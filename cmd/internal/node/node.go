@@ -1,6 +1,8 @@
 // Package node wires one agent's store-and-forward spine from its config:
-// the outbox file in the data directory and the uplink that drains it to
-// the hub. cmd/kioskd, cmd/kioskdemo and cmd/kbench share it so the three
+// the outbox file in the data directory, the uplink that drains it to
+// the hub, and the configured serial devices (cmd/internal/devices) with
+// the device Monitor that records their transitions in the outbox and
+// reports their health to the hub. cmd/kioskd, cmd/kioskdemo and cmd/kbench share it so the three
 // run the same wiring; it lives under cmd/ because wiring concrete parts is
 // the mains' job (DESIGN.md §3).
 package node
@@ -17,9 +19,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/kioskedge/kioskedge/agent/config"
+	agentdevices "github.com/kioskedge/kioskedge/agent/devices"
+	"github.com/kioskedge/kioskedge/cmd/internal/devices"
 	"github.com/kioskedge/kioskedge/sync/outbox"
 	"github.com/kioskedge/kioskedge/sync/uplink"
 	"github.com/kioskedge/kioskedge/sync/wire"
@@ -34,17 +39,22 @@ type Options struct {
 	Now     func() time.Time
 }
 
-// Node is one agent's outbox and uplink.
+// Node is one agent's outbox, uplink and devices.
 type Node struct {
-	Outbox *outbox.Outbox
-	Uplink *uplink.Uplink
-	BootID string
-	cfg    config.Config
-	now    func() time.Time
+	Outbox  *outbox.Outbox
+	Uplink  *uplink.Uplink
+	Monitor *agentdevices.Monitor // the configured devices' health and transitions
+	Devices *devices.Set          // the running drivers
+	BootID  string
+	cfg     config.Config
+	now     func() time.Time
 }
 
-// Open creates the data directory if needed, opens (or recovers) the outbox
-// and builds the uplink. On error everything opened so far is closed.
+// Open creates the data directory if needed, opens (or recovers) the outbox,
+// opens the configured devices and builds the uplink. A device that cannot
+// be opened for a reason waiting will not fix (bad path, permission, key
+// file) is an error naming it; an absent device is not. On error
+// everything opened so far is closed.
 func Open(o Options) (*Node, error) {
 	if o.Codec == nil {
 		return nil, errors.New("node: Codec is required")
@@ -80,6 +90,16 @@ func Open(o Options) (*Node, error) {
 		}
 		password = strings.TrimSpace(string(b))
 	}
+	n.Monitor, err = agentdevices.NewMonitor(agentdevices.Options{Outbox: ob, Now: o.Now, Logger: log})
+	if err != nil {
+		_ = ob.Close() // the monitor error is the one worth returning
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	n.Devices, err = devices.Open(devices.Options{Devices: c.Devices, Monitor: n.Monitor, Logger: log})
+	if err != nil {
+		_ = ob.Close() // the device error is the one worth returning
+		return nil, fmt.Errorf("node: %w", err)
+	}
 	var tlsFiles *uplink.TLSFiles
 	if c.Hub.CertFile != "" || c.Hub.CAFile != "" {
 		tlsFiles = &uplink.TLSFiles{CAFile: c.Hub.CAFile, CertFile: c.Hub.CertFile, KeyFile: c.Hub.KeyFile}
@@ -101,22 +121,42 @@ func Open(o Options) (*Node, error) {
 		BootID:         n.BootID,
 		Version:        o.Version,
 		ConfigHash:     configHash(c),
+		Inventory:      inventory(c.Devices),
 		BatchRecords:   c.Hub.BatchRecords,
 		BatchBytes:     int(c.Hub.BatchBytes),
 		Window:         c.Hub.Window,
 		AckTimeout:     c.Hub.AckTimeout.D(),
 		HealthInterval: c.Hub.HealthInterval.D(),
 		Health:         n.outboxHealth,
+		Devices:        n.Monitor.Health,
 		BdSeqPath:      filepath.Join(c.Agent.DataDir, "bdseq"),
 		Codec:          o.Codec,
 		Now:            o.Now,
 		Logger:         log.With("component", "uplink"),
 	}, ob)
 	if err != nil {
-		_ = ob.Close() // the uplink error is the one worth returning
+		// The uplink error is the one worth returning.
+		_ = n.Devices.Close()
+		_ = ob.Close()
 		return nil, fmt.Errorf("node: %w", err)
 	}
 	return n, nil
+}
+
+// inventory lists the configured devices for the birth message; an OSDP
+// bus lists each reader.
+func inventory(ds []config.Device) []wire.Device {
+	var inv []wire.Device
+	for _, d := range ds {
+		if d.Kind == config.KindOSDP && d.OSDP != nil {
+			for _, r := range d.OSDP.Readers {
+				inv = append(inv, wire.Device{Name: r.Name, Kind: d.Kind, Port: d.Path})
+			}
+			continue
+		}
+		inv = append(inv, wire.Device{Name: d.Name, Kind: d.Kind, Port: d.Path})
+	}
+	return inv
 }
 
 // Append stores r durably; see outbox.Outbox.Append.
@@ -124,12 +164,26 @@ func (n *Node) Append(ctx context.Context, r wire.Record) (uint64, error) {
 	return n.Outbox.Append(ctx, r)
 }
 
-// Run drains the outbox to the hub until ctx ends, then publishes the death
-// message and disconnects. It returns nil on a clean stop.
-func (n *Node) Run(ctx context.Context) error { return n.Uplink.Run(ctx) }
+// Run runs the devices and their Monitor and drains the outbox to the hub
+// until ctx ends, then publishes the death message and disconnects; it
+// returns after the device goroutines have stopped. It returns nil on a
+// clean stop, or the uplink's error (the devices are stopped then too).
+func (n *Node) Run(ctx context.Context) error {
+	devCtx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = n.Devices.Run(devCtx) }) // returns nil; driver failures are logged
+	wg.Go(func() { _ = n.Monitor.Run(devCtx) }) // returns nil; append failures are logged and retried
+	err := n.Uplink.Run(ctx)
+	stop()
+	wg.Wait()
+	return err
+}
 
-// Close closes the outbox. Call it after Run has returned; it is idempotent.
-func (n *Node) Close() error { return n.Outbox.Close() }
+// Close closes the devices and then the outbox. Call it after Run has
+// returned; it is idempotent.
+func (n *Node) Close() error {
+	return errors.Join(n.Devices.Close(), n.Outbox.Close())
+}
 
 func (n *Node) outboxHealth() wire.OutboxHealth {
 	s := n.Outbox.Stats()
