@@ -496,3 +496,10 @@ func (p *PD) command(code byte, d []byte, secured bool) (byte, []byte) {
 	}
 	return 0x41, []byte{0x03}
 }
+
+// PendingFaults returns how many injected faults have not hit a reply yet.
+func (p *PD) PendingFaults() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.faults)
+}
