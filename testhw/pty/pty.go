@@ -51,6 +51,10 @@ func (p *Pair) plug() error {
 	if err != nil {
 		return fmt.Errorf("pty: open: %w", err)
 	}
+	if m, err = pollable(m); err != nil {
+		_ = s.Close() // the pollable error is what matters
+		return err
+	}
 	if err := makeRaw(s); err != nil {
 		closeBoth(m, s)
 		return err
@@ -70,6 +74,28 @@ func (p *Pair) plug() error {
 	}
 	p.master, p.slave, p.plugged = m, s, true
 	return nil
+}
+
+// pollable returns f's descriptor as a non-blocking *os.File that Go's
+// runtime poller manages, and closes f. creack/pty hands out a blocking
+// master: a Read on it cannot be interrupted by Close, and read deadlines
+// do nothing, so a simulator blocked reading it would hang across an
+// Unplug. The dup shares the open file description; closing f leaves it
+// open through the new descriptor.
+func pollable(f *os.File) (*os.File, error) {
+	fd, err := unix.Dup(int(f.Fd()))
+	if err == nil {
+		err = unix.SetNonblock(fd, true)
+		if err != nil {
+			_ = unix.Close(fd) // the SetNonblock error is what matters
+		}
+	}
+	name := f.Name()
+	_ = f.Close() // replaced by the dup, or abandoned on error; nobody else has it
+	if err != nil {
+		return nil, fmt.Errorf("pty: non-blocking master: %w", err)
+	}
+	return os.NewFile(uintptr(fd), name), nil
 }
 
 func closeBoth(m, s *os.File) {
@@ -122,8 +148,8 @@ func (p *Pair) SlavePath() string {
 }
 
 // Device returns the device (simulator) side: the current master. Reads block
-// until the driver writes; the value is an *os.File, so deadlines work
-// through a type assertion. After Unplug it returns the closed master (reads
+// until the driver writes; the value is a pollable *os.File, so deadlines
+// work through a type assertion and Unplug or Close ends a blocked Read. After Unplug it returns the closed master (reads
 // and writes fail with os.ErrClosed); after Replug, the new master. Closing
 // it is like Unplug without removing the symlink.
 func (p *Pair) Device() io.ReadWriteCloser {

@@ -156,3 +156,53 @@ func TestNewRefusesToReplaceAFile(t *testing.T) {
 		t.Fatal("file changed")
 	}
 }
+
+// A simulator blocked reading the device side must be released by Unplug,
+// and read deadlines on it must work: both need a pollable master.
+func TestDeviceReadIsInterruptible(t *testing.T) {
+	p, err := pty.New(filepath.Join(t.TempDir(), "ttyDEV"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	f, ok := p.Device().(*os.File)
+	if !ok {
+		t.Fatalf("Device is %T, want *os.File", p.Device())
+	}
+	if err := f.SetReadDeadline(time.Now().Add(50 * time.Millisecond)); err != nil {
+		t.Fatalf("SetReadDeadline: %v", err)
+	}
+	readErr := make(chan error, 1)
+	go func() {
+		_, err := f.Read(make([]byte, 1))
+		readErr <- err
+	}()
+	select {
+	case err := <-readErr:
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("read past its deadline: %v, want os.ErrDeadlineExceeded", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a read deadline on the device side was ignored (blocking master)")
+	}
+	if err := f.SetReadDeadline(time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := p.Device().Read(make([]byte, 1))
+		done <- err
+	}()
+	time.Sleep(20 * time.Millisecond) // let the read block
+	if err := p.Unplug(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("a read on an unplugged device succeeded")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Unplug did not end a blocked Read on the device side")
+	}
+}
