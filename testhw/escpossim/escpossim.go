@@ -9,6 +9,8 @@ import (
 	"sync"
 
 	"golang.org/x/text/encoding/simplifiedchinese"
+
+	"github.com/kioskedge/kioskedge/testhw/pty"
 )
 
 // Fault is a reply fault.
@@ -102,7 +104,7 @@ func (p *Printer) Serve(ctx context.Context, rw io.ReadWriter) error {
 	p.mu.Unlock()
 	buf := make([]byte, 512)
 	for {
-		n, err := readCtx(ctx, rw, buf)
+		n, err := pty.ReadContext(ctx, rw, buf)
 		if n > 0 {
 			if reply := p.Feed(buf[:n]); len(reply) > 0 {
 				// A failed reply is a flaky device; the host copes.

@@ -2,6 +2,7 @@ package pty_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"os"
@@ -204,5 +205,42 @@ func TestDeviceReadIsInterruptible(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Unplug did not end a blocked Read on the device side")
+	}
+}
+
+func TestReadContext(t *testing.T) {
+	p, err := pty.New(filepath.Join(t.TempDir(), "ttyCTX"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := pty.ReadContext(ctx, p.Device(), make([]byte, 8))
+		done <- err
+	}()
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("ReadContext after cancel: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("ReadContext did not notice its context ending")
+	}
+	// Data written by the driver side arrives through it.
+	drv, err := os.OpenFile(p.Path(), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer drv.Close()
+	if _, err := drv.Write([]byte("hi")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 8)
+	n, err := pty.ReadContext(context.Background(), p.Device(), buf)
+	if err != nil || string(buf[:n]) != "hi" {
+		t.Fatalf("ReadContext = %q, %v", buf[:n], err)
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"io"
 	"strings"
 	"sync"
+
+	"github.com/kioskedge/kioskedge/testhw/pty"
 )
 
 // ErrDetached is returned by the scan methods when no link is attached.
@@ -74,7 +76,7 @@ func (s *Scanner) Serve(ctx context.Context, rw io.ReadWriter) error {
 	}()
 	buf := make([]byte, 256)
 	for {
-		n, err := readCtx(ctx, rw, buf)
+		n, err := pty.ReadContext(ctx, rw, buf)
 		if n > 0 {
 			s.received(rw, buf[:n])
 		}
