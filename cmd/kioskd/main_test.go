@@ -17,7 +17,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -25,6 +24,7 @@ import (
 	"github.com/kioskedge/kioskedge/sync/hub/hubrun"
 	"github.com/kioskedge/kioskedge/sync/wire"
 	"github.com/kioskedge/kioskedge/testhw/broker"
+	"github.com/kioskedge/kioskedge/testhw/logbuf"
 )
 
 // envRunMain makes the re-executed test binary run main instead of tests.
@@ -166,28 +166,10 @@ func TestBadFlagExits2(t *testing.T) {
 	}
 }
 
-// lockedBuffer collects a child's stderr; exec copies into it from its own goroutine.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // daemon is a kioskd child process.
 type daemon struct {
 	cmd    *exec.Cmd
-	stderr *lockedBuffer
+	stderr *logbuf.Buffer
 	exited chan struct{} // closed when Wait returned
 	err    error         // Wait's result, valid after exited
 }
@@ -196,7 +178,7 @@ type daemon struct {
 // is still running and waits for it.
 func startDaemon(t *testing.T, cfg string) *daemon {
 	t.Helper()
-	d := &daemon{stderr: &lockedBuffer{}, exited: make(chan struct{})}
+	d := &daemon{stderr: &logbuf.Buffer{}, exited: make(chan struct{})}
 	d.cmd = exec.Command(os.Args[0], "-config", cfg)
 	d.cmd.Env = append(os.Environ(), envRunMain+"=1")
 	d.cmd.Stderr = d.stderr

@@ -16,26 +16,9 @@ import (
 	"github.com/kioskedge/kioskedge/drivers/serialport"
 	v "github.com/kioskedge/kioskedge/firmware-specs/idcardvectors"
 	"github.com/kioskedge/kioskedge/testhw/idcardsim"
+	"github.com/kioskedge/kioskedge/testhw/logbuf"
 	"github.com/kioskedge/kioskedge/testhw/pty"
 )
-
-// syncBuffer collects log output from several goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // rig is a simulated reader on a pty and a Reader opened on its path.
 type rig struct {
@@ -43,7 +26,7 @@ type rig struct {
 	sim  *idcardsim.Sim
 	pair *pty.Pair
 	r    *Reader
-	logs *syncBuffer
+	logs *logbuf.Buffer
 	wg   sync.WaitGroup
 }
 
@@ -53,7 +36,7 @@ func newRig(t *testing.T, opts Options) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := &rig{t: t, sim: idcardsim.New(), pair: pair, logs: &syncBuffer{}}
+	g := &rig{t: t, sim: idcardsim.New(), pair: pair, logs: &logbuf.Buffer{}}
 	g.serve()
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewJSONHandler(g.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))

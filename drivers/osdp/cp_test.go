@@ -15,6 +15,7 @@ import (
 	"github.com/kioskedge/kioskedge/drivers/credential"
 	"github.com/kioskedge/kioskedge/drivers/osdp"
 	"github.com/kioskedge/kioskedge/drivers/serialport"
+	"github.com/kioskedge/kioskedge/testhw/logbuf"
 	"github.com/kioskedge/kioskedge/testhw/osdpsim"
 	"github.com/kioskedge/kioskedge/testhw/pty"
 )
@@ -36,23 +37,6 @@ func (c *fakeClock) Advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // rig is simulated PDs on a pty and a CP on its path.
 type rig struct {
 	t      *testing.T
@@ -60,7 +44,7 @@ type rig struct {
 	bus    *osdpsim.Bus
 	cp     *osdp.CP
 	clock  *fakeClock
-	logs   *syncBuffer
+	logs   *logbuf.Buffer
 	creds  chan credential.Credential
 	events chan osdp.Event
 	ctx    context.Context
@@ -77,7 +61,7 @@ func newRig(t *testing.T, pds []*osdpsim.PD, readers []osdp.ReaderConfig) *rig {
 		t.Fatal(err)
 	}
 	g := &rig{t: t, pair: pair, bus: osdpsim.NewBus(pds...), clock: &fakeClock{t: time.Unix(1_700_000_000, 0)},
-		logs: &syncBuffer{}, creds: make(chan credential.Credential, 16), events: make(chan osdp.Event, 256), runErr: make(chan error, 1)}
+		logs: &logbuf.Buffer{}, creds: make(chan credential.Credential, 16), events: make(chan osdp.Event, 256), runErr: make(chan error, 1)}
 	g.ctx, g.cancel = context.WithCancel(context.Background())
 	g.wg.Add(1)
 	go g.serve()

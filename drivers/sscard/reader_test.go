@@ -1,7 +1,6 @@
 package sscard_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -19,30 +18,14 @@ import (
 	"github.com/kioskedge/kioskedge/drivers/serialport"
 	"github.com/kioskedge/kioskedge/drivers/sscard"
 	"github.com/kioskedge/kioskedge/firmware-specs/sscardvectors"
+	"github.com/kioskedge/kioskedge/testhw/logbuf"
 	"github.com/kioskedge/kioskedge/testhw/pty"
 	"github.com/kioskedge/kioskedge/testhw/sscardsim"
 )
 
 // logs collects every log line of every Reader in this package's tests;
 // TestMain scans it for personal data once all tests have run.
-var logs syncBuffer
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+var logs logbuf.Buffer
 
 // readersLogged is set once a test gave a Reader the capturing logger.
 var readersLogged atomic.Bool

@@ -1,38 +1,19 @@
 package uplink
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"net"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/kioskedge/kioskedge/testhw/broker"
 	"github.com/kioskedge/kioskedge/testhw/certs"
+	"github.com/kioskedge/kioskedge/testhw/logbuf"
 )
-
-// logBuffer is an io.Writer for a slog handler, safe for concurrent use.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // runSession starts s.Run and, in t.Cleanup, closes s and waits up to 10s
 // for Run to return nil.
@@ -119,7 +100,7 @@ func TestSessionTLS(t *testing.T) {
 	// reason), and that mosquitto never let the client in.
 	refused := func(t *testing.T, clientID string, files TLSFiles, reason string) {
 		t.Helper()
-		var logs logBuffer
+		var logs logbuf.Buffer
 		s, err := NewSession(SessionOptions{Broker: b.URL(), ClientID: clientID, Backoff: fastRetry, TLS: &files,
 			Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))})
 		if err != nil {
