@@ -85,13 +85,17 @@ func (c Credential) String() string {
 func (c Credential) GoString() string { return "credential.Credential{" + c.String() + "}" }
 
 // Format keeps every fmt verb (%v, %+v, %s, %q…) from printing the fields.
-func (c Credential) Format(f fmt.State, verb rune) {
-	switch verb {
-	case 'q':
-		fmt.Fprintf(f, "%q", c.String())
-	default:
-		fmt.Fprint(f, c.String())
+func (c Credential) Format(f fmt.State, verb rune) { FormatMasked(f, verb, c.String()) }
+
+// FormatMasked is the body of a fmt.Formatter for a type holding personal
+// data: whatever the verb, it prints masked (quoted for %q), the type's
+// already masked String form. Card types of the drivers use it.
+func FormatMasked(f fmt.State, verb rune, masked string) {
+	if verb == 'q' {
+		fmt.Fprintf(f, "%q", masked)
+		return
 	}
+	fmt.Fprint(f, masked)
 }
 
 // LogValue makes slog print the credential masked.

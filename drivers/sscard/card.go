@@ -56,13 +56,7 @@ func (c Card) String() string {
 func (c Card) GoString() string { return "sscard.Card{" + c.String() + "}" }
 
 // Format keeps every fmt verb masked.
-func (c Card) Format(f fmt.State, verb rune) {
-	if verb == 'q' {
-		fmt.Fprintf(f, "%q", c.String())
-		return
-	}
-	fmt.Fprint(f, c.String())
-}
+func (c Card) Format(f fmt.State, verb rune) { credential.FormatMasked(f, verb, c.String()) }
 
 // LogValue makes slog print the card masked.
 func (c Card) LogValue() slog.Value {
