@@ -19,85 +19,14 @@ import (
 	"sync"
 	"syscall"
 	"testing"
-	"time"
 
-	"github.com/kioskedge/kioskedge/sync/hub"
-	"github.com/kioskedge/kioskedge/sync/hub/hubrun"
-	"github.com/kioskedge/kioskedge/sync/hubstore"
-	"github.com/kioskedge/kioskedge/sync/uplink"
 	"github.com/kioskedge/kioskedge/sync/wire"
 	"github.com/kioskedge/kioskedge/testhw/broker"
+	"github.com/kioskedge/kioskedge/testhw/hubtest"
 	"github.com/kioskedge/kioskedge/testhw/idcardsim"
 	"github.com/kioskedge/kioskedge/testhw/pty"
 	"github.com/kioskedge/kioskedge/testhw/qrscansim"
 )
-
-// storeHub is a hub whose store the test reads (hubrun.Server keeps its
-// store to itself).
-type storeHub struct {
-	hub   *hub.Hub
-	store *hubstore.Store
-}
-
-func startStoreHub(t *testing.T, b *broker.Broker) *storeHub {
-	t.Helper()
-	st, err := hubstore.Open(filepath.Join(t.TempDir(), "hub.db"), hubstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sess, err := uplink.NewSession(uplink.SessionOptions{Broker: b.URL(), ClientID: "hub-devices", AllowPlaintext: true,
-		Backoff: uplink.Backoff{Min: 50 * time.Millisecond, Max: 500 * time.Millisecond, StableAfter: time.Second}})
-	if err != nil {
-		st.Close()
-		t.Fatal(err)
-	}
-	h, err := hub.New(hub.Options{Root: labRoot, Store: st, Transport: hubrun.Adapt(sess)})
-	if err != nil {
-		st.Close()
-		t.Fatal(err)
-	}
-	sessCtx, stopSess := context.WithCancel(context.Background())
-	hubCtx, stopHub := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() { _ = sess.Run(sessCtx) }) // ends when stopped; failures show as a hub that sees nothing
-	hubDone := make(chan struct{})
-	go func() {
-		defer close(hubDone)
-		if err := h.Run(hubCtx); err != nil {
-			t.Errorf("hub run: %v", err)
-		}
-	}()
-	t.Cleanup(func() {
-		stopHub()
-		<-hubDone
-		_ = sess.Close(nil) // a disconnect error does not matter at the end of the test
-		stopSess()
-		wg.Wait()
-		h.Close()
-		if err := st.Close(); err != nil {
-			t.Errorf("hub store close: %v", err)
-		}
-	})
-	return &storeHub{hub: h, store: st}
-}
-
-// records returns every record the hub stored for agent.
-func (h *storeHub) records(t *testing.T, agent string) []wire.Record {
-	t.Helper()
-	var rs []wire.Record
-	err := h.store.ForEach(agent, 1, func(seq uint64, raw []byte) error {
-		r, err := wire.UnmarshalRecord(seq, agent, raw)
-		if err != nil {
-			return fmt.Errorf("record %d: %w", seq, err)
-		}
-		rs = append(rs, r)
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return rs
-}
 
 // deviceRecord says whether r is a record of kind about device name.
 func deviceRecord(r wire.Record, kind, name string) bool {
@@ -110,7 +39,7 @@ func deviceRecord(r wire.Record, kind, name string) bool {
 
 // waitRecord waits until the hub holds a record of kind for device name
 // with a sequence above after, and returns its sequence.
-func (h *storeHub) waitRecord(t *testing.T, d *daemon, agent, kind, name string, after uint64) uint64 {
+func waitRecord(t *testing.T, h *hubtest.Hub, d *daemon, agent, kind, name string, after uint64) uint64 {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
@@ -122,8 +51,8 @@ func (h *storeHub) waitRecord(t *testing.T, d *daemon, agent, kind, name string,
 		}
 	}()
 	var seq uint64
-	err := h.hub.Wait(ctx, func() bool {
-		for _, r := range h.records(t, agent) {
+	err := h.Server().Hub().Wait(ctx, func() bool {
+		for _, r := range h.Records(t, agent) {
 			if r.Seq > after && deviceRecord(r, kind, name) {
 				seq = r.Seq
 				return true
@@ -133,7 +62,7 @@ func (h *storeHub) waitRecord(t *testing.T, d *daemon, agent, kind, name string,
 	})
 	if err != nil {
 		var kinds []string
-		for _, r := range h.records(t, agent) {
+		for _, r := range h.Records(t, agent) {
 			kinds = append(kinds, fmt.Sprintf("%d:%s %s", r.Seq, r.Kind, r.Body))
 		}
 		t.Fatalf("the hub holds no %s record for %s after seq %d within %v (exited early: %v); records:\n%s",
@@ -151,21 +80,6 @@ func isClosed(c chan struct{}) bool {
 	}
 }
 
-// health returns the latest health snapshot the hub holds for agent.
-func (h *storeHub) health(t *testing.T, agent string) *wire.Health {
-	t.Helper()
-	for _, a := range h.hub.Agents() {
-		if a.ID == agent && len(a.LastHealth) > 0 && string(a.LastHealth) != "null" {
-			var hl wire.Health
-			if err := json.Unmarshal(a.LastHealth, &hl); err != nil {
-				t.Fatalf("hub last_health %s: %v", a.LastHealth, err)
-			}
-			return &hl
-		}
-	}
-	return nil
-}
-
 func deviceHealth(h *wire.Health, name string) (wire.DeviceHealth, bool) {
 	if h == nil {
 		return wire.DeviceHealth{}, false
@@ -181,7 +95,7 @@ func deviceHealth(h *wire.Health, name string) (wire.DeviceHealth, bool) {
 func TestDaemonDevicesHealthAndUnplug(t *testing.T) {
 	t.Parallel()
 	b := broker.ForTest(t, broker.Options{Kind: broker.Mochi})
-	h := startStoreHub(t, b)
+	h := hubtest.Start(t, b.URL(), hubtest.Options{Root: labRoot})
 	dir := t.TempDir()
 
 	// The ID-card reader, with a (fake) resident's card in the field.
@@ -242,42 +156,42 @@ path = %q
 	// Both devices connected in the agent's health at the hub.
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
-	err = h.hub.Wait(ctx, func() bool {
-		hl := h.health(t, id)
+	err = h.Server().Hub().Wait(ctx, func() bool {
+		hl := h.View(t, id).Health
 		a, okA := deviceHealth(hl, "id-1")
 		q, okQ := deviceHealth(hl, "qr-1")
 		return okA && okQ && a.Connected && q.Connected
 	})
 	if err != nil {
-		t.Fatalf("the hub never saw both devices connected; last health %+v", h.health(t, id))
+		t.Fatalf("the hub never saw both devices connected; last health %+v", h.View(t, id).Health)
 	}
 
-	h.waitRecord(t, d, id, "device.up", "id-1", 0)
-	h.waitRecord(t, d, id, "device.card.inserted", "id-1", 0)
-	upQR := h.waitRecord(t, d, id, "device.up", "qr-1", 0)
+	waitRecord(t, h, d, id, "device.up", "id-1", 0)
+	waitRecord(t, h, d, id, "device.card.inserted", "id-1", 0)
+	upQR := waitRecord(t, h, d, id, "device.up", "qr-1", 0)
 	if err := qrSim.Scan("VISITOR-TOKEN-4601991234"); err != nil {
 		t.Fatal(err)
 	}
-	h.waitRecord(t, d, id, "device.code.scanned", "qr-1", 0)
+	waitRecord(t, h, d, id, "device.code.scanned", "qr-1", 0)
 
 	// Unplug the scanner: a device.down record; replug: device.up again.
 	if err := qrPair.Unplug(); err != nil {
 		t.Fatal(err)
 	}
-	down := h.waitRecord(t, d, id, "device.down", "qr-1", upQR)
+	down := waitRecord(t, h, d, id, "device.down", "qr-1", upQR)
 	if err := qrPair.Replug(); err != nil {
 		t.Fatal(err)
 	}
 	serveQR()
-	h.waitRecord(t, d, id, "device.up", "qr-1", down)
+	waitRecord(t, h, d, id, "device.up", "qr-1", down)
 	// A device absent from the start does not stop the agent: it is
 	// reported down (after the start-up grace) and not connected.
-	h.waitRecord(t, d, id, "device.down", "ss-absent", 0)
-	if a, ok := deviceHealth(h.health(t, id), "ss-absent"); !ok || a.Connected {
+	waitRecord(t, h, d, id, "device.down", "ss-absent", 0)
+	if a, ok := deviceHealth(h.View(t, id).Health, "ss-absent"); !ok || a.Connected {
 		t.Errorf("health of the absent device: %+v (present %v), want not connected", a, ok)
 	}
 	// The ID-card reader was not touched: no down record for it.
-	for _, r := range h.records(t, id) {
+	for _, r := range h.Records(t, id) {
 		if deviceRecord(r, "device.down", "id-1") {
 			t.Errorf("a device.down record for the untouched id-1: %s", r.Body)
 		}
@@ -302,7 +216,7 @@ path = %q
 		if strings.Contains(logs, s) {
 			t.Errorf("personal data %q in the agent's logs", s)
 		}
-		for _, r := range h.records(t, id) {
+		for _, r := range h.Records(t, id) {
 			if strings.Contains(string(r.Body), s) || strings.Contains(r.Kind, s) {
 				t.Errorf("personal data %q in record %d %s: %s", s, r.Seq, r.Kind, r.Body)
 			}

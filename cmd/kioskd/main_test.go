@@ -21,9 +21,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kioskedge/kioskedge/sync/hub/hubrun"
 	"github.com/kioskedge/kioskedge/sync/wire"
 	"github.com/kioskedge/kioskedge/testhw/broker"
+	"github.com/kioskedge/kioskedge/testhw/hubtest"
 	"github.com/kioskedge/kioskedge/testhw/logbuf"
 )
 
@@ -226,67 +226,10 @@ func (d *daemon) wait(t *testing.T) syscall.WaitStatus {
 	return d.cmd.ProcessState.Sys().(syscall.WaitStatus)
 }
 
-// startHub runs the hub in-process against b until the test ends.
-func startHub(t *testing.T, b *broker.Broker) *hubrun.Server {
-	t.Helper()
-	srv, err := hubrun.New(hubrun.Config{Broker: b.URL(), AllowPlaintext: true, Root: labRoot,
-		DBPath: filepath.Join(t.TempDir(), "hub.db"), HTTPAddr: ""})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := srv.Run(ctx); err != nil {
-			t.Errorf("hub run: %v", err)
-		}
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		if err := srv.Close(); err != nil {
-			t.Errorf("hub close: %v", err)
-		}
-	})
-	return srv
-}
-
-// agentView is what the hub holds about one agent, decoded.
-type agentView struct {
-	online bool
-	status *wire.Status // nil: none yet
-	health *wire.Health // nil: none yet
-}
-
-func viewOf(t *testing.T, srv *hubrun.Server, id string) agentView {
-	t.Helper()
-	for _, a := range srv.Hub().Agents() {
-		if a.ID != id {
-			continue
-		}
-		v := agentView{online: a.Online}
-		if len(a.LastStatus) > 0 && string(a.LastStatus) != "null" {
-			v.status = new(wire.Status)
-			if err := json.Unmarshal(a.LastStatus, v.status); err != nil {
-				t.Errorf("hub last_status %s: %v", a.LastStatus, err)
-			}
-		}
-		if len(a.LastHealth) > 0 && string(a.LastHealth) != "null" {
-			v.health = new(wire.Health)
-			if err := json.Unmarshal(a.LastHealth, v.health); err != nil {
-				t.Errorf("hub last_health %s: %v", a.LastHealth, err)
-			}
-		}
-		return v
-	}
-	return agentView{}
-}
-
 // waitView waits until cond holds for the hub's view of agent id and
 // returns that view. It fails t after waitFor, or at once if d exits while
 // the test still expects it to run (exitOK false).
-func waitView(t *testing.T, srv *hubrun.Server, d *daemon, exitOK bool, id, what string, cond func(agentView) bool) agentView {
+func waitView(t *testing.T, h *hubtest.Hub, d *daemon, exitOK bool, id, what string, cond func(hubtest.AgentView) bool) hubtest.AgentView {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
@@ -299,8 +242,8 @@ func waitView(t *testing.T, srv *hubrun.Server, d *daemon, exitOK bool, id, what
 			}
 		}()
 	}
-	var v agentView
-	err := srv.Hub().Wait(ctx, func() bool { v = viewOf(t, srv, id); return cond(v) })
+	var v hubtest.AgentView
+	err := h.Server().Hub().Wait(ctx, func() bool { v = h.View(t, id); return cond(v) })
 	if err != nil {
 		cancel()
 		select {
@@ -310,7 +253,7 @@ func waitView(t *testing.T, srv *hubrun.Server, d *daemon, exitOK bool, id, what
 			}
 		default:
 		}
-		t.Fatalf("the hub did not see %s within %v; last status %+v, health present %v", what, waitFor, v.status, v.health != nil)
+		t.Fatalf("the hub did not see %s within %v; last status %+v, health present %v", what, waitFor, v.Status, v.Health != nil)
 	}
 	return v
 }
@@ -318,35 +261,35 @@ func waitView(t *testing.T, srv *hubrun.Server, d *daemon, exitOK bool, id, what
 func TestDaemonBirthHealthAndSIGTERM(t *testing.T) {
 	t.Parallel()
 	b := broker.ForTest(t, broker.Options{Kind: broker.Mochi})
-	srv := startHub(t, b)
+	srv := hubtest.Start(t, b.URL(), hubtest.Options{Root: labRoot})
 	const id = "lab-gate-01"
 	cfg := writeConfig(t, labConfig(id, b.URL()))
 	d := startDaemon(t, cfg)
 
-	birth := waitView(t, srv, d, false, id, "the birth", func(v agentView) bool {
-		return v.status != nil && v.status.State == wire.StateOnline
+	birth := waitView(t, srv, d, false, id, "the birth", func(v hubtest.AgentView) bool {
+		return v.Status != nil && v.Status.State == wire.StateOnline
 	})
-	if !birth.online || birth.status.BdSeq < 1 || birth.status.BootID == "" || birth.status.Agent != id {
-		t.Fatalf("birth: online=%v status %+v; want online, bdseq ≥ 1, a boot id, agent %s", birth.online, birth.status, id)
+	if !birth.Online || birth.Status.BdSeq < 1 || birth.Status.BootID == "" || birth.Status.Agent != id {
+		t.Fatalf("birth: online=%v status %+v; want online, bdseq ≥ 1, a boot id, agent %s", birth.Online, birth.Status, id)
 	}
-	health := waitView(t, srv, d, false, id, "a health snapshot of this boot", func(v agentView) bool {
-		return v.health != nil && v.health.BootID == birth.status.BootID
+	health := waitView(t, srv, d, false, id, "a health snapshot of this boot", func(v hubtest.AgentView) bool {
+		return v.Health != nil && v.Health.BootID == birth.Status.BootID
 	})
-	if health.health.Agent != id || !health.health.Uplink.Connected {
-		t.Errorf("health: %+v; want agent %s, uplink connected", health.health, id)
+	if health.Health.Agent != id || !health.Health.Uplink.Connected {
+		t.Errorf("health: %+v; want agent %s, uplink connected", health.Health, id)
 	}
 
 	d.signal(t, syscall.SIGTERM)
 	if ws := d.wait(t); ws.Signaled() || ws.ExitStatus() != 0 {
 		t.Fatalf("after SIGTERM: %v, want exit 0", d.err)
 	}
-	death := waitView(t, srv, d, true, id, "the shutdown status", func(v agentView) bool {
-		return v.status != nil && v.status.State == wire.StateOffline
+	death := waitView(t, srv, d, true, id, "the shutdown status", func(v hubtest.AgentView) bool {
+		return v.Status != nil && v.Status.State == wire.StateOffline
 	})
-	if death.online || death.status.Reason != "shutdown" || death.status.BdSeq != birth.status.BdSeq ||
-		death.status.BootID != birth.status.BootID {
+	if death.Online || death.Status.Reason != "shutdown" || death.Status.BdSeq != birth.Status.BdSeq ||
+		death.Status.BootID != birth.Status.BootID {
 		t.Errorf("after SIGTERM the hub holds online=%v status %+v; want offline, reason shutdown, bdseq %d, boot %s",
-			death.online, death.status, birth.status.BdSeq, birth.status.BootID)
+			death.Online, death.Status, birth.Status.BdSeq, birth.Status.BootID)
 	}
 
 	// stderr is JSON lines; the daemon's own lines carry component=kioskd.
@@ -378,36 +321,36 @@ func TestDaemonBirthHealthAndSIGTERM(t *testing.T) {
 func TestDaemonSIGKILLLeavesTheWill(t *testing.T) {
 	t.Parallel()
 	b := broker.ForTest(t, broker.Options{Kind: broker.Mochi})
-	srv := startHub(t, b)
+	srv := hubtest.Start(t, b.URL(), hubtest.Options{Root: labRoot})
 	const id = "lab-gate-02"
 	cfg := writeConfig(t, labConfig(id, b.URL()))
 	d := startDaemon(t, cfg)
 
-	birth := waitView(t, srv, d, false, id, "the birth", func(v agentView) bool {
-		return v.status != nil && v.status.State == wire.StateOnline
+	birth := waitView(t, srv, d, false, id, "the birth", func(v hubtest.AgentView) bool {
+		return v.Status != nil && v.Status.State == wire.StateOnline
 	})
 	d.signal(t, syscall.SIGKILL)
 	if ws := d.wait(t); !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
 		t.Fatalf("after SIGKILL: %v, want killed by SIGKILL", d.err)
 	}
-	will := waitView(t, srv, d, true, id, "the Will", func(v agentView) bool {
-		return v.status != nil && v.status.State == wire.StateOffline
+	will := waitView(t, srv, d, true, id, "the Will", func(v hubtest.AgentView) bool {
+		return v.Status != nil && v.Status.State == wire.StateOffline
 	})
-	if will.online || will.status.Reason != "will" || will.status.BdSeq != birth.status.BdSeq ||
-		will.status.BootID != birth.status.BootID {
+	if will.Online || will.Status.Reason != "will" || will.Status.BdSeq != birth.Status.BdSeq ||
+		will.Status.BootID != birth.Status.BootID {
 		t.Errorf("after SIGKILL the hub holds online=%v status %+v; want offline, reason will, bdseq %d, boot %s",
-			will.online, will.status, birth.status.BdSeq, birth.status.BootID)
+			will.Online, will.Status, birth.Status.BdSeq, birth.Status.BootID)
 	}
 
 	// Restarted on the same data dir, the agent is born again with a higher
 	// bdseq, so the hub takes the new birth over the old Will.
 	d2 := startDaemon(t, cfg)
-	again := waitView(t, srv, d2, false, id, "the second birth", func(v agentView) bool {
-		return v.status != nil && v.status.State == wire.StateOnline
+	again := waitView(t, srv, d2, false, id, "the second birth", func(v hubtest.AgentView) bool {
+		return v.Status != nil && v.Status.State == wire.StateOnline
 	})
-	if !again.online || again.status.BdSeq <= birth.status.BdSeq || again.status.BootID == birth.status.BootID {
+	if !again.Online || again.Status.BdSeq <= birth.Status.BdSeq || again.Status.BootID == birth.Status.BootID {
 		t.Errorf("second birth: online=%v status %+v; want online, bdseq > %d, a new boot id",
-			again.online, again.status, birth.status.BdSeq)
+			again.Online, again.Status, birth.Status.BdSeq)
 	}
 	d2.signal(t, syscall.SIGTERM)
 	if ws := d2.wait(t); ws.Signaled() || ws.ExitStatus() != 0 {

@@ -27,11 +27,11 @@ import (
 
 	"github.com/kioskedge/kioskedge/agent/config"
 	"github.com/kioskedge/kioskedge/cmd/internal/node"
-	"github.com/kioskedge/kioskedge/sync/hub/hubrun"
 	"github.com/kioskedge/kioskedge/sync/uplink"
 	"github.com/kioskedge/kioskedge/sync/wire"
 	"github.com/kioskedge/kioskedge/testhw/broker"
 	"github.com/kioskedge/kioskedge/testhw/faultproxy"
+	"github.com/kioskedge/kioskedge/testhw/hubtest"
 	"github.com/kioskedge/kioskedge/testhw/synth"
 )
 
@@ -144,61 +144,10 @@ func signalContext() (context.Context, context.CancelFunc) {
 	return ctx, cancel
 }
 
-// startHub runs a hub on dbPath against the broker until the returned stop
-// is called (stop waits for Run and closes the store).
-func startHub(t testing.TB, brokerURL, dbPath string) (*hubrun.Server, func()) {
-	t.Helper()
-	srv, err := hubrun.New(hubrun.Config{Broker: brokerURL, AllowPlaintext: true, Backoff: fast,
-		Root: root, DBPath: dbPath, ClientID: fmt.Sprintf("hub-%d", rand.Uint32())})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := srv.Run(ctx); err != nil {
-			t.Errorf("hub run: %v", err)
-		}
-	}()
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			cancel()
-			<-done
-			if err := srv.Close(); err != nil {
-				t.Errorf("hub close: %v", err)
-			}
-		})
-	}
-	t.Cleanup(stop)
-	return srv, stop
-}
-
-// waitHolds waits until the hub holds every sequence 1..last of agent, or
-// fails the test after timeout with what the hub reports.
-func waitHolds(t testing.TB, srv func() *hubrun.Server, agent string, last uint64, timeout time.Duration) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		r, ok := srv().Hub().AgentReceived(agent)
-		if ok && r.HighestContiguous >= last {
-			if len(r.Missing) != 0 {
-				t.Fatalf("hub reports missing ranges %v with highest contiguous %d", r.Missing, r.HighestContiguous)
-			}
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v the hub holds %+v of agent %s, want all through %d", timeout, r, agent, last)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func TestAgentSIGKILLMidStreamLosesNothing(t *testing.T) {
 	broker.Each(t, func(t *testing.T, b *broker.Broker) {
 		dir := t.TempDir()
-		srv, _ := startHub(t, b.URL(), filepath.Join(dir, "hub.db"))
+		hub := hubtest.Start(t, b.URL(), hubtest.Options{Root: root, DBPath: filepath.Join(dir, "hub.db"), Backoff: fast})
 		exe, err := os.Executable()
 		if err != nil {
 			t.Fatal(err)
@@ -245,7 +194,7 @@ func TestAgentSIGKILLMidStreamLosesNothing(t *testing.T) {
 		}
 		// A last run only drains, and is stopped cleanly once the hub has all.
 		cmd, a := run("drain")
-		waitHolds(t, func() *hubrun.Server { return srv }, "kill-me", maxAcked, 60*time.Second)
+		hub.WaitHolds(t, "kill-me", maxAcked, 60*time.Second)
 		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 			t.Fatal(err)
 		}
@@ -309,8 +258,8 @@ func produceFor(ctx context.Context, t testing.TB, n *node.Node, rate time.Durat
 // holds everything.
 func scenario(t *testing.T, b *broker.Broker, viaProxy bool, prefill int, fault func(t *testing.T, env *scenarioEnv)) {
 	dir := t.TempDir()
-	env := &scenarioEnv{b: b, hubDB: filepath.Join(dir, "hub.db")}
-	env.hub, env.stopHub = startHub(t, b.URL(), env.hubDB)
+	env := &scenarioEnv{b: b}
+	env.hub = hubtest.Start(t, b.URL(), hubtest.Options{Root: root, DBPath: filepath.Join(dir, "hub.db"), Backoff: fast})
 	url := b.URL()
 	if viaProxy {
 		p, err := faultproxy.New(b.Addr(), slog.New(slog.DiscardHandler))
@@ -344,7 +293,7 @@ func scenario(t *testing.T, b *broker.Broker, viaProxy bool, prefill int, fault 
 	fault(t, env)
 	stopProd()
 	time.Sleep(10 * time.Millisecond) // let an Append in progress return
-	waitHolds(t, func() *hubrun.Server { return env.hub }, "agent-1", last.Load(), 60*time.Second)
+	env.hub.WaitHolds(t, "agent-1", last.Load(), 60*time.Second)
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("uplink run: %v", err)
@@ -355,11 +304,9 @@ func scenario(t *testing.T, b *broker.Broker, viaProxy bool, prefill int, fault 
 }
 
 type scenarioEnv struct {
-	b       *broker.Broker
-	proxy   *faultproxy.Proxy
-	hub     *hubrun.Server
-	hubDB   string
-	stopHub func()
+	b     *broker.Broker
+	proxy *faultproxy.Proxy
+	hub   *hubtest.Hub // Stop and Restart keep its database file
 }
 
 // waitSome waits until the hub holds at least n records of agent-1.
@@ -367,7 +314,7 @@ func (e *scenarioEnv) waitSome(t *testing.T, n uint64) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		if r, ok := e.hub.Hub().AgentReceived("agent-1"); ok && r.Count >= n {
+		if r, ok := e.hub.Received("agent-1"); ok && r.Count >= n {
 			return
 		}
 		time.Sleep(5 * time.Millisecond)
@@ -406,9 +353,9 @@ func TestHubRestartMidDrainLosesNothing(t *testing.T) {
 	broker.Each(t, func(t *testing.T, b *broker.Broker) {
 		scenario(t, b, false, 20_000, func(t *testing.T, e *scenarioEnv) {
 			e.waitSome(t, 2000)
-			e.stopHub()
+			e.hub.Stop()
 			time.Sleep(500 * time.Millisecond) // the agent's batches meet no hub
-			e.hub, e.stopHub = startHub(t, e.b.URL(), e.hubDB)
+			e.hub.Restart()
 		})
 	})
 }

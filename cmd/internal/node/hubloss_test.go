@@ -12,9 +12,9 @@ import (
 	"time"
 
 	"github.com/kioskedge/kioskedge/cmd/internal/node"
-	"github.com/kioskedge/kioskedge/sync/hub/hubrun"
 	"github.com/kioskedge/kioskedge/sync/hubstore"
 	"github.com/kioskedge/kioskedge/testhw/broker"
+	"github.com/kioskedge/kioskedge/testhw/hubtest"
 	"github.com/kioskedge/kioskedge/testhw/synth"
 )
 
@@ -52,7 +52,7 @@ func waitDrained(t *testing.T, n *node.Node, ackedThrough uint64) {
 func TestHubDatabaseLossAcksAgain(t *testing.T) {
 	broker.Each(t, func(t *testing.T, b *broker.Broker) {
 		dir := t.TempDir()
-		hubA, stopA := startHub(t, b.URL(), filepath.Join(dir, "hub-a.db"))
+		hubA := hubtest.Start(t, b.URL(), hubtest.Options{Root: root, DBPath: filepath.Join(dir, "hub-a.db"), Backoff: fast})
 		n := openNode(t, agentConfig("agent-1", filepath.Join(dir, "agent"), b.URL()))
 		if last := appendN(t, n, 3000); last != 3000 {
 			t.Fatalf("first batch of appends ends at %d", last)
@@ -60,30 +60,30 @@ func TestHubDatabaseLossAcksAgain(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() { done <- n.Run(ctx) }()
-		waitHolds(t, func() *hubrun.Server { return hubA }, "agent-1", 3000, 60*time.Second)
+		hubA.WaitHolds(t, "agent-1", 3000, 60*time.Second)
 		waitDrained(t, n, 3000)
-		stopA()
+		hubA.Stop()
 
 		// Hub B: a fresh database; the agent stays connected to the broker.
 		dbB := filepath.Join(dir, "hub-b.db")
-		hubB, stopB := startHub(t, b.URL(), dbB)
+		hubB := hubtest.Start(t, b.URL(), hubtest.Options{Root: root, DBPath: dbB, Backoff: fast})
 		if last := appendN(t, n, 2000); last != 5000 {
 			t.Fatalf("second batch of appends ends at %d", last)
 		}
-		waitHolds(t, func() *hubrun.Server { return hubB }, "agent-1", 5000, 60*time.Second)
+		hubB.WaitHolds(t, "agent-1", 5000, 60*time.Second)
 		waitDrained(t, n, 5000)
-		r, _ := hubB.Hub().AgentReceived("agent-1")
+		r, _ := hubB.Received("agent-1")
 		if r.Count != 2000 || r.Highest != 5000 || r.HighestContiguous != 5000 || len(r.Missing) != 0 || r.AckedBefore != 3000 {
 			t.Fatalf("hub B reports %+v", r)
 		}
-		if st := hubB.Hub().Stats(); st.AckedBefore != 3000 {
+		if st := hubB.Server().Hub().Stats(); st.AckedBefore != 3000 {
 			t.Fatalf("hub B stats %+v", st)
 		}
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("uplink run: %v", err)
 		}
-		stopB()
+		hubB.Stop()
 
 		// Hub B's file holds exactly 3001..5000, and keeps the marking.
 		s, err := hubstore.Open(dbB, hubstore.Options{})

@@ -129,6 +129,11 @@ func (s *Server) HTTPAddr() string {
 	return s.ln.Addr().String()
 }
 
+// Store returns the hub's store, for reading what was stored (ForEach,
+// AgentState). It is valid until Close; the Server owns it, so callers
+// must not close it.
+func (s *Server) Store() *hubstore.Store { return s.store }
+
 // Session returns the MQTT session, for its stats.
 func (s *Server) Session() *uplink.Session { return s.session }
 
