@@ -25,8 +25,12 @@ func TestBetweenClientAndBroker(t *testing.T) {
 			SetClientID(fmt.Sprintf("faultproxy-%s", b.Kind())).
 			SetAutoReconnect(false).SetConnectTimeout(2 * time.Second).
 			SetConnectionLostHandler(func(paho.Client, error) { lost <- struct{}{} })
-		c := paho.NewClient(opts)
+		// A fresh client per attempt, as the uplink's session does: paho's
+		// client state after a failed Connect may still be settling, and a
+		// second Connect on it can fail for that reason alone.
+		var c paho.Client
 		connect := func() error {
+			c = paho.NewClient(opts)
 			tok := c.Connect()
 			if !tok.WaitTimeout(10 * time.Second) {
 				return fmt.Errorf("connect timed out")
