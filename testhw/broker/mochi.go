@@ -121,10 +121,14 @@ func (l *loopListener) Serve(establish listeners.EstablishFn) {
 	}
 }
 
-// Close is mochi's hook: it disconnects the listener's clients and closes
-// the socket. shutdown finishes the job.
-func (l *loopListener) Close(closeClients listeners.CloseFn) {
-	closeClients(l.ID())
+// Close is mochi's hook. It closes the listener and every client socket
+// itself and does not call mochi's closeClients: in v2.7.9 that takes the
+// clients' read lock twice (GetByListener calls Len), which deadlocks when
+// a leaving client queues for the write lock in between (seen: a CI run
+// hung in Broker.Close). A closed socket ends that client's read loop and
+// mochi removes it as it would any dropped connection. shutdown finishes
+// the job.
+func (l *loopListener) Close(listeners.CloseFn) {
 	l.closeSockets()
 }
 

@@ -63,3 +63,40 @@ func TestMochiRetainedPublishesRacingSubscribes(t *testing.T) {
 		}
 	}
 }
+
+// Closing the broker while clients are leaving must not hang. mochi
+// v2.7.9's own close-clients path takes its clients' read lock twice and
+// deadlocks when a leaving client queues for the write lock in between;
+// the harness closes client sockets itself instead.
+func TestMochiCloseWhileClientsLeave(t *testing.T) {
+	for round := range 25 {
+		b, err := Start(Options{Kind: Mochi})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var clients []paho.Client
+		for i := range 6 {
+			c := paho.NewClient(paho.NewClientOptions().AddBroker(b.URL()).
+				SetClientID(fmt.Sprintf("leaver-%d-%d", round, i)).SetAutoReconnect(false))
+			if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+				t.Fatalf("connect: %v", tok.Error())
+			}
+			clients = append(clients, c)
+		}
+		var wg sync.WaitGroup
+		for _, c := range clients {
+			wg.Go(func() { c.Disconnect(0) })
+		}
+		closed := make(chan error, 1)
+		go func() { closed <- b.Close() }()
+		select {
+		case err := <-closed:
+			if err != nil {
+				t.Fatalf("round %d: close: %v", round, err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("round %d: closing the broker while clients left hung", round)
+		}
+		wg.Wait()
+	}
+}
