@@ -250,8 +250,19 @@ func TestMosquittoBadConf(t *testing.T) {
 func TestMosquittoLogTail(t *testing.T) {
 	b := ForTest(t, Options{Kind: Mosquitto, MosquittoConf: "max_keepalive 120"})
 	roundtrip(t, b.URL())
-	if !strings.Contains(b.LogTail(), "New client connected") {
-		t.Fatalf("log tail lacks client lines:\n%s", b.LogTail())
+	waitLog(t, b, "New client connected")
+}
+
+// waitLog waits until mosquitto's log holds want. The log reaches the
+// harness through a pipe, so a line can lag the event it reports.
+func waitLog(t *testing.T, b *Broker, want string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(b.LogTail(), want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("mosquitto log lacks %q:\n%s", want, b.LogTail())
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
