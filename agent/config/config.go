@@ -25,6 +25,10 @@ type Config struct {
 	Hub    Hub    `toml:"hub"`
 	Outbox Outbox `toml:"outbox"`
 	Log    Log    `toml:"log"`
+	// LocalAPI is the kiosk UI's local device service, from [localapi].
+	LocalAPI LocalAPI `toml:"localapi"`
+	// Privacy holds the keys protecting personal data, from [privacy].
+	Privacy Privacy `toml:"privacy"`
 	// Devices are the serial devices the agent runs, from [[device]].
 	Devices []Device `toml:"device"`
 }
@@ -82,8 +86,9 @@ func Defaults() Config {
 			BackoffMax:     Duration(2 * time.Minute),
 			BackoffStable:  Duration(time.Minute),
 		},
-		Outbox: Outbox{Budget: 1 << 30, ReclaimAbove: 64 << 20},
-		Log:    Log{Format: "json", Level: "info"},
+		Outbox:   Outbox{Budget: 1 << 30, ReclaimAbove: 64 << 20},
+		Log:      Log{Format: "json", Level: "info"},
+		LocalAPI: defaultLocalAPI(),
 	}
 }
 
@@ -113,6 +118,7 @@ func Parse(b []byte, baseDir string) (Config, error) {
 	}
 	problems = append(problems, c.validate()...)
 	problems = append(problems, validateDevices(c.Devices)...)
+	problems = append(problems, c.LocalAPI.validate()...)
 	if len(problems) > 0 {
 		return Config{}, fmt.Errorf("%w:\n  %s", ErrInvalid, strings.Join(problems, "\n  "))
 	}
@@ -132,6 +138,7 @@ func Parse(b []byte, baseDir string) (Config, error) {
 			}
 		}
 	}
+	c.resolveLocalAPI(baseDir)
 	applyDeviceDefaults(c.Devices)
 	return c, nil
 }
