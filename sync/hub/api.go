@@ -80,7 +80,10 @@ func (h *Hub) AgentReceived(id string) (Received, bool) {
 //
 //	GET /api/agents                 []AgentInfo
 //	GET /api/agents/{id}/received   Received, or 404 {"error": …}
+//	GET /api/agents/{id}/records    RecordsPage (?after=N&limit=M&reveal=1), or 404, 400, 403
 //	GET /api/stats                  Stats
+//
+// Records show sealed fields masked (hub-protocol.md §4.4; see Records).
 //
 // Other methods get 405 and other paths 404 (from net/http's mux).
 func (h *Hub) Handler() http.Handler {
@@ -96,6 +99,7 @@ func (h *Hub) Handler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, rec)
 	})
+	mux.HandleFunc("GET /api/agents/{id}/records", h.serveRecords)
 	mux.HandleFunc("GET /api/stats", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, h.Stats())
 	})

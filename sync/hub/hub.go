@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/kioskedge/kioskedge/sync/hubstore"
+	"github.com/kioskedge/kioskedge/sync/sealed"
 	"github.com/kioskedge/kioskedge/sync/wire"
 )
 
@@ -85,6 +86,17 @@ type Options struct {
 	// confirm acks in flight; default 2 s.
 	AckGrace time.Duration
 	Logger   *slog.Logger // nil discards
+
+	// SealKey opens sealed body fields (hub-protocol.md §4.4) for
+	// GET /api/agents/{id}/records; nil leaves them sealed.
+	SealKey *sealed.PrivateKey
+	// Mask masks an opened value of the field named field for the records
+	// API (cmd/hubd passes credential.Mask); nil replaces every opened
+	// value by "********".
+	Mask func(field, value string) string
+	// RevealPersonalData lets a records request that asks reveal=1 see
+	// opened values unmasked. Off, such a request gets 403.
+	RevealPersonalData bool
 }
 
 // item is one unit of work for the committer.
