@@ -1,0 +1,58 @@
+// Package localapi is the kiosk UI's local device service (DESIGN.md §7,
+// issue 5): HTTP + WebSocket on loopback, a bearer token, JSON everywhere.
+// The OpenAPI 3.1 document in openapi.json (served at /v1/openapi.json) is
+// the contract; a test keeps it and the routes equal.
+//
+// The package declares the small interfaces it consumes (Outbox,
+// Protector, CardReader, Printer, HealthSource); cmd/internal/kiosk adapts
+// the concrete drivers to them. It imports no driver but credential.
+//
+// # Transactions and Idempotency-Key
+//
+// POST /v1/transactions answers 201 only after Outbox.Append returned, so
+// a 201 means the record is fsynced in the outbox and will reach the hub.
+// The record (kind "kiosk.transaction", critical class) never holds a raw
+// credential number: only its keyed hash (Protector.Hash) and, when a hub
+// key is configured, the number sealed to it (Protector.Seal).
+//
+// With an Idempotency-Key header the transaction id is derived from the key
+// (HMAC-SHA256 under Options.IDSecret, which cmd makes stable across
+// restarts), so every record stored for one key carries the same id and the
+// hub side can recognise duplicates by id. Within one agent process, a key
+// seen in the last IdempotencyTTL (at most IdempotencyEntries keys) returns
+// exactly the first response and stores nothing more; a concurrent request
+// with the same key waits for the first one. The same key with a different
+// body gets 422 "idempotency_key_reused" and stores nothing. A failed
+// attempt (400, 413, 503) is not remembered: retrying it may succeed.
+//
+// What is not guaranteed: the in-memory map does not survive a restart.
+// If the agent dies after Append returned but before the client saw the
+// 201 (or the client retries after a restart), the retry stores a second
+// record with the same id and the same body: the outbox holds at least
+// one record per key, never zero once a 201 was sent, and duplicates are
+// identical in id. Exactly-once therefore holds downstream only where the
+// consumer deduplicates transactions by id (the hub's ingest deduplicates
+// by sequence number, not by transaction id).
+//
+// # Cards
+//
+// POST /v1/cards/read polls the named reader until a card is read or
+// timeout_ms passes. Statuses: 200 with the decoded fields; 400
+// "unknown_reader"; 404 "no_card" (no card presented within timeout_ms);
+// 422 "card_unreadable" (removed during the read, not a valid card); 503
+// "reader_offline"; 504 "reader_timeout" (the reader itself did not
+// answer); 502 "reader_error" otherwise. The response carries personal data
+// for the UI's own use; it is never logged.
+//
+// # Events
+//
+// GET /v1/events is a WebSocket of JSON Event messages: card.inserted,
+// card.removed, card.read, code.scanned, device.up, device.down,
+// printer.status. code.scanned carries the scanned payload in "data"
+// because the UI needs it (an appointment QR); it is sent only to
+// authenticated local clients and is never logged nor recorded. Browsers
+// cannot set an Authorization header on a WebSocket, so the token may also
+// be offered as the subprotocol "bearer.<token>" next to "kioskedge.v1".
+// A client that cannot keep up (EventBuffer messages behind) is
+// disconnected rather than slowing the devices down.
+package localapi

@@ -1,0 +1,279 @@
+package localapi
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/kioskedge/kioskedge/drivers/credential"
+	"github.com/kioskedge/kioskedge/sync/wire"
+)
+
+// KindTransaction is the record kind of a kiosk transaction.
+const KindTransaction = "kiosk.transaction"
+
+// Outcomes a transaction may report.
+var outcomes = map[string]bool{"completed": true, "failed": true, "cancelled": true, "abandoned": true}
+
+// credentialKinds a transaction's credential may have.
+var credentialKinds = map[string]credential.Kind{
+	"idcard": credential.IDCard, "sscard": credential.SSCard, "qr": credential.QR,
+	"osdp": credential.OSDP, "wiegand": credential.Wiegand, "keypad": credential.Keypad,
+}
+
+// TransactionRequest is POST /v1/transactions' body.
+type TransactionRequest struct {
+	Type        string           `json:"type"`
+	ServiceCode string           `json:"service_code"`
+	Outcome     string           `json:"outcome"`
+	StartedAt   string           `json:"started_at"`
+	EndedAt     string           `json:"ended_at"`
+	Credential  *CredentialInput `json:"credential,omitempty"`
+	Details     json.RawMessage  `json:"details,omitempty"`
+}
+
+// CredentialInput is a transaction's credential, as the UI read it.
+type CredentialInput struct {
+	Kind   string `json:"kind"`
+	Number string `json:"number"` // personal data: hashed and sealed, never stored in clear
+}
+
+// TransactionResponse is the 201 body.
+type TransactionResponse struct {
+	Seq uint64 `json:"seq"`
+	ID  string `json:"id"`
+}
+
+// transactionBody is the record body (kind kiosk.transaction).
+type transactionBody struct {
+	ID          string          `json:"id"`
+	Type        string          `json:"type"`
+	ServiceCode string          `json:"service_code"`
+	Outcome     string          `json:"outcome"`
+	StartedAt   time.Time       `json:"started_at"`
+	EndedAt     time.Time       `json:"ended_at"`
+	Credential  *credentialBody `json:"credential,omitempty"`
+	Details     json.RawMessage `json:"details,omitempty"`
+}
+
+type credentialBody struct {
+	Kind   string `json:"kind"`
+	Hash   string `json:"hash"`
+	Sealed string `json:"sealed,omitempty"` // the number sealed to the hub's key
+}
+
+type badRequest struct{ field, msg string }
+
+func (e *badRequest) Error() string { return e.field + ": " + e.msg }
+
+func validText(field, v string, max int) error {
+	switch {
+	case strings.TrimSpace(v) == "":
+		return &badRequest{field, "required"}
+	case len(v) > max:
+		return &badRequest{field, fmt.Sprintf("longer than %d bytes", max)}
+	case !utf8.ValidString(v):
+		return &badRequest{field, "not valid UTF-8"}
+	}
+	return nil
+}
+
+func (t *TransactionRequest) validate() (start, end time.Time, err error) {
+	if err = validText("type", t.Type, 64); err != nil {
+		return
+	}
+	if err = validText("service_code", t.ServiceCode, 64); err != nil {
+		return
+	}
+	if !outcomes[t.Outcome] {
+		return start, end, &badRequest{"outcome", "must be completed, failed, cancelled or abandoned"}
+	}
+	if start, err = time.Parse(time.RFC3339Nano, t.StartedAt); err != nil {
+		return start, end, &badRequest{"started_at", "must be an RFC 3339 time such as 2026-05-01T09:30:00+08:00"}
+	}
+	if end, err = time.Parse(time.RFC3339Nano, t.EndedAt); err != nil {
+		return start, end, &badRequest{"ended_at", "must be an RFC 3339 time such as 2026-05-01T09:31:00+08:00"}
+	}
+	if end.Before(start) {
+		return start, end, &badRequest{"ended_at", "before started_at"}
+	}
+	if c := t.Credential; c != nil {
+		if _, ok := credentialKinds[c.Kind]; !ok {
+			return start, end, &badRequest{"credential.kind", "must be idcard, sscard, qr, osdp, wiegand or keypad"}
+		}
+		if err = validText("credential.number", c.Number, 256); err != nil {
+			return
+		}
+	}
+	if len(t.Details) > 0 {
+		if d := bytes.TrimSpace(t.Details); len(d) == 0 || d[0] != '{' {
+			return start, end, &badRequest{"details", "must be a JSON object"}
+		}
+	}
+	return start, end, nil
+}
+
+// decodeBody reads at most MaxBody bytes of JSON into v. It returns a
+// *http.MaxBytesError for an oversized body and a *badRequest otherwise.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.o.MaxBody))
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+func decodeStrict(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var te *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &te) && te.Field != "":
+			return &badRequest{te.Field, "wrong type: want " + te.Type.String()}
+		case strings.HasPrefix(err.Error(), "json: unknown field "):
+			return &badRequest{strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`), "unknown field"}
+		}
+		return &badRequest{"body", "not a JSON object: " + err.Error()}
+	}
+	if dec.More() {
+		return &badRequest{"body", "trailing data after the JSON object"}
+	}
+	return nil
+}
+
+// bodyError writes 413 or 400 for a readBody/decodeStrict error.
+func bodyError(w http.ResponseWriter, err error) {
+	var mb *http.MaxBytesError
+	var br *badRequest
+	switch {
+	case errors.As(err, &mb):
+		writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("the body is larger than %d bytes", mb.Limit))
+	case errors.As(err, &br):
+		writeError(w, http.StatusBadRequest, "invalid", err.Error())
+	default:
+		writeError(w, http.StatusBadRequest, "invalid", "reading the body failed")
+	}
+}
+
+// transactionID is random without an Idempotency-Key, else derived from
+// it, so every record stored for one key carries the same id.
+func (s *Server) transactionID(key string) string {
+	if key == "" {
+		b := make([]byte, 16)
+		_, _ = rand.Read(b) // crypto/rand.Read never fails (Go ≥ 1.24 panics instead)
+		return "tx-" + hex.EncodeToString(b)
+	}
+	m := hmac.New(sha256.New, s.o.IDSecret)
+	m.Write([]byte("kioskedge localapi idempotency-key\x00"))
+	m.Write([]byte(key))
+	return "tx-" + hex.EncodeToString(m.Sum(nil)[:16])
+}
+
+func (s *Server) postTransaction(w http.ResponseWriter, r *http.Request) {
+	raw, err := s.readBody(w, r)
+	if err != nil {
+		bodyError(w, err)
+		return
+	}
+	key := r.Header.Get("Idempotency-Key")
+	if len(key) > 255 {
+		writeError(w, http.StatusBadRequest, "invalid", "Idempotency-Key: longer than 255 bytes")
+		return
+	}
+	if key == "" {
+		status, body := s.storeTransaction(r, raw, "")
+		writeRaw(w, status, body)
+		return
+	}
+	fp := sha256.Sum256(raw)
+	for {
+		e, owner := s.idem.begin(key, fp)
+		if owner {
+			status, body := s.storeTransaction(r, raw, key)
+			if status == http.StatusCreated {
+				s.idem.finish(e, status, body)
+			} else {
+				s.idem.abandon(e)
+			}
+			writeRaw(w, status, body)
+			return
+		}
+		select {
+		case <-e.done:
+		case <-r.Context().Done():
+			writeError(w, http.StatusServiceUnavailable, "cancelled", "the request ended while the first one with this Idempotency-Key was in progress")
+			return
+		}
+		if !e.ok {
+			continue // the first attempt failed; this one tries again
+		}
+		if e.fingerprint != fp {
+			writeError(w, http.StatusUnprocessableEntity, "idempotency_key_reused", "this Idempotency-Key was used with a different body")
+			return
+		}
+		w.Header().Set("Idempotent-Replayed", "true")
+		writeRaw(w, e.status, e.body)
+		return
+	}
+}
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err) // only our own plain structs
+	}
+	return b
+}
+
+// storeTransaction validates raw, appends the record and returns the
+// response status and body.
+func (s *Server) storeTransaction(r *http.Request, raw []byte, key string) (int, []byte) {
+	var req TransactionRequest
+	if err := decodeStrict(raw, &req); err != nil {
+		return http.StatusBadRequest, mustJSON(errorBody("invalid", err.Error()))
+	}
+	start, end, err := req.validate()
+	if err != nil {
+		return http.StatusBadRequest, mustJSON(errorBody("invalid", err.Error()))
+	}
+	tb := transactionBody{ID: s.transactionID(key), Type: req.Type, ServiceCode: req.ServiceCode,
+		Outcome: req.Outcome, StartedAt: start, EndedAt: end, Details: req.Details}
+	if c := req.Credential; c != nil {
+		if s.o.Protector == nil {
+			return http.StatusServiceUnavailable, mustJSON(errorBody("privacy_unavailable", "no site key is configured: credentials cannot be recorded"))
+		}
+		cred := credential.Credential{Kind: credentialKinds[c.Kind], Number: c.Number}
+		cb := &credentialBody{Kind: c.Kind, Hash: s.o.Protector.Hash(cred)}
+		sealed, err := s.o.Protector.Seal([]byte(c.Number))
+		if err != nil {
+			s.log.Error("sealing a credential failed", "err", err)
+			return http.StatusServiceUnavailable, mustJSON(errorBody("privacy_unavailable", "sealing the credential failed"))
+		}
+		cb.Sealed = sealed
+		tb.Credential = cb
+	}
+	body, err := json.Marshal(tb)
+	if err != nil {
+		return http.StatusBadRequest, mustJSON(errorBody("invalid", "details: not valid JSON"))
+	}
+	if len(body) > wire.MaxBodyLen {
+		return http.StatusRequestEntityTooLarge, mustJSON(errorBody("too_large", fmt.Sprintf("the record would be larger than %d bytes", wire.MaxBodyLen)))
+	}
+	seq, err := s.o.Outbox.Append(r.Context(), wire.Record{Kind: KindTransaction, Class: wire.ClassCritical, Time: end, Body: body})
+	if err != nil {
+		s.log.Error("transaction not stored", "err", err)
+		return http.StatusServiceUnavailable, mustJSON(errorBody("outbox_unavailable", "the transaction could not be stored; retry"))
+	}
+	return http.StatusCreated, mustJSON(TransactionResponse{Seq: seq, ID: tb.ID})
+}
