@@ -9,9 +9,13 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"strings"
 	"syscall"
 
+	"github.com/kioskedge/kioskedge/drivers/credential"
 	"github.com/kioskedge/kioskedge/sync/hub/hubrun"
+	"github.com/kioskedge/kioskedge/sync/sealed"
 	"github.com/kioskedge/kioskedge/sync/uplink"
 )
 
@@ -26,9 +30,20 @@ func main() {
 	}
 }
 
-// run parses args and runs the hub until SIGINT or SIGTERM. It returns an
-// error for bad flags or a component failing to start or run.
+// run parses args and runs the hub until SIGINT or SIGTERM, or runs the
+// keygen subcommand. It returns an error for bad flags or a component
+// failing to start or run.
 func run(args []string, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "keygen" {
+		return keygen(args[1:], stderr)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	return serve(ctx, args, stderr)
+}
+
+// serve runs the hub until ctx ends.
+func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("hubd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
@@ -43,6 +58,8 @@ func run(args []string, stderr io.Writer) error {
 		tlsKey    = fs.String("tls-key", "", "client key (PEM)")
 		plaintext = fs.Bool("plaintext", false, "allow a plaintext tcp:// broker (lab only)")
 		level     = fs.String("log-level", "info", "debug, info, warn or error")
+		sealKey   = fs.String("seal-key", "", "the hub's private key file (hubd keygen); opens sealed personal data for the records API, masked")
+		reveal    = fs.Bool("reveal-personal-data", false, "let records API requests with reveal=1 see opened personal data unmasked (needs -seal-key)")
 	)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -68,6 +85,16 @@ func run(args []string, stderr io.Writer) error {
 		HTTPAddr:       *httpAddr,
 		Logger:         log,
 	}
+	if *reveal && *sealKey == "" {
+		return errors.New("-reveal-personal-data needs -seal-key")
+	}
+	if *sealKey != "" {
+		k, err := sealed.LoadPrivateKey(*sealKey)
+		if err != nil {
+			return fmt.Errorf("-seal-key: %w", err)
+		}
+		cfg.SealKey, cfg.Mask, cfg.RevealPersonalData = k, maskPersonal, *reveal
+	}
 	if *tlsCert != "" || *tlsKey != "" || *tlsCA != "" {
 		cfg.TLS = &uplink.TLSFiles{CAFile: *tlsCA, CertFile: *tlsCert, KeyFile: *tlsKey}
 	}
@@ -75,9 +102,11 @@ func run(args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	log.Info("hubd starting", "root", *root, "db", *db, "http", *httpAddr, "share_group", *share)
+	log.Info("hubd starting", "root", *root, "db", *db, "http", *httpAddr, "share_group", *share,
+		"seal_key", *sealKey != "", "reveal_personal_data", *reveal)
+	if *reveal {
+		log.Warn("records API may reveal personal data (requests with reveal=1)")
+	}
 	runErr := srv.Run(ctx)
 	closeErr := srv.Close()
 	if runErr != nil {
@@ -87,5 +116,51 @@ func run(args []string, stderr io.Writer) error {
 		return closeErr
 	}
 	log.Info("hubd stopped")
+	return nil
+}
+
+// maskPersonal masks an opened sealed field for the records API: names
+// (fields named *name_sealed) keep their first character, numbers their
+// first and last four (credential.Mask).
+func maskPersonal(field, value string) string {
+	if strings.HasSuffix(field, "name_sealed") {
+		return credential.MaskName(value)
+	}
+	return credential.Mask(value)
+}
+
+// keygen writes a new hub key pair: DIR/hub.key (mode 0600; stays on the
+// hub, passed as -seal-key) and DIR/hub.pub (copied to every box). It
+// refuses to overwrite either file.
+func keygen(args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("hubd keygen", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	out := fs.String("out", "", "directory to write hub.key and hub.pub into; required")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return fmt.Errorf("keygen: unexpected arguments %q", fs.Args())
+	}
+	if *out == "" {
+		return errors.New("keygen: -out is required")
+	}
+	keyPath, pubPath := filepath.Join(*out, "hub.key"), filepath.Join(*out, "hub.pub")
+	for _, p := range []string{keyPath, pubPath} {
+		if _, err := os.Lstat(p); err == nil {
+			return fmt.Errorf("keygen: %s exists; not overwriting a key", p)
+		}
+	}
+	priv, pub, err := sealed.GenerateKeyPair()
+	if err != nil {
+		return err
+	}
+	if err := sealed.WritePrivateKey(keyPath, priv); err != nil {
+		return err
+	}
+	if err := sealed.WritePublicKey(pubPath, pub); err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "wrote %s (private, keep on the hub: -seal-key) and %s (public, for the boxes)\n", keyPath, pubPath)
 	return nil
 }

@@ -4,8 +4,12 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/kioskedge/kioskedge/sync/sealed"
 )
 
 func TestRunRejectsBadFlags(t *testing.T) {
@@ -27,5 +31,61 @@ func TestRunRejectsBadFlags(t *testing.T) {
 	}
 	if err := run([]string{"-h"}, &bytes.Buffer{}); !errors.Is(err, flag.ErrHelp) {
 		t.Errorf("-h: %v", err)
+	}
+}
+
+func TestKeygenAndSealKeyFlags(t *testing.T) {
+	dir := t.TempDir()
+	var out bytes.Buffer
+	if err := run([]string{"keygen", "-out", dir}, &out); err != nil {
+		t.Fatal(err)
+	}
+	keyPath, pubPath := filepath.Join(dir, "hub.key"), filepath.Join(dir, "hub.pub")
+	priv, err := sealed.LoadPrivateKey(keyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := sealed.LoadPublicKey(pubPath)
+	if err != nil || !priv.Public().Equal(pub) {
+		t.Fatalf("hub.pub does not match hub.key: %v", err)
+	}
+	if st, _ := os.Stat(keyPath); st.Mode().Perm() != 0o600 {
+		t.Errorf("hub.key mode %v", st.Mode())
+	}
+	if err := run([]string{"keygen", "-out", dir}, &out); err == nil || !strings.Contains(err.Error(), "not overwriting") {
+		t.Errorf("second keygen: %v", err)
+	}
+	if err := run([]string{"keygen"}, &out); err == nil {
+		t.Error("keygen without -out")
+	}
+	again, err := sealed.LoadPrivateKey(keyPath)
+	if err != nil || !again.Public().Equal(pub) {
+		t.Fatal("the key changed")
+	}
+
+	base := []string{"-broker", "tcp://127.0.0.1:1", "-db", filepath.Join(dir, "h.db"), "-http", ""}
+	if err := run(append(base, "-reveal-personal-data"), &out); err == nil || !strings.Contains(err.Error(), "needs -seal-key") {
+		t.Errorf("reveal without a key: %v", err)
+	}
+	if err := os.Chmod(keyPath, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if err := run(append(base, "-seal-key", keyPath), &out); !errors.Is(err, sealed.ErrKeyPermissions) {
+		t.Errorf("group-readable key: %v", err)
+	}
+	if err := run(append(base, "-seal-key", pubPath), &out); !errors.Is(err, sealed.ErrKey) && !errors.Is(err, sealed.ErrKeyPermissions) {
+		t.Errorf("public key as -seal-key: %v", err)
+	}
+}
+
+func TestMaskPersonal(t *testing.T) {
+	for _, tc := range []struct{ field, in, want string }{
+		{"number_sealed", "46010219900101123X", "4601**********123X"},
+		{"name_sealed", "张三丰", "张**"},
+		{"holder_name_sealed", "Ada Lovelace", "A***********"},
+	} {
+		if got := maskPersonal(tc.field, tc.in); got != tc.want {
+			t.Errorf("maskPersonal(%q, %q) = %q, want %q", tc.field, tc.in, got, tc.want)
+		}
 	}
 }

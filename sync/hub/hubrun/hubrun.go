@@ -13,6 +13,7 @@ import (
 
 	"github.com/kioskedge/kioskedge/sync/hub"
 	"github.com/kioskedge/kioskedge/sync/hubstore"
+	"github.com/kioskedge/kioskedge/sync/sealed"
 	"github.com/kioskedge/kioskedge/sync/uplink"
 	"github.com/kioskedge/kioskedge/sync/wire"
 )
@@ -40,6 +41,14 @@ type Config struct {
 
 	Limits wire.Limits // batch decoding limits; zero fields take wire's defaults
 	Logger *slog.Logger
+
+	// SealKey, Mask and RevealPersonalData are passed to hub.Options: the
+	// records API opens sealed fields with SealKey (nil: they stay sealed)
+	// and shows them masked unless RevealPersonalData is set and the
+	// request asks reveal=1 (hub-protocol.md §4.4).
+	SealKey            *sealed.PrivateKey
+	Mask               func(field, value string) string
+	RevealPersonalData bool
 }
 
 // Server is a running hub: store, MQTT session, ingest and HTTP API.
@@ -104,6 +113,10 @@ func New(cfg Config) (_ *Server, err error) {
 		Limits:     cfg.Limits,
 		ShareGroup: cfg.ShareGroup,
 		Logger:     log.With("component", "hub"),
+
+		SealKey:            cfg.SealKey,
+		Mask:               cfg.Mask,
+		RevealPersonalData: cfg.RevealPersonalData,
 	})
 	if err != nil {
 		return nil, err
