@@ -3,6 +3,8 @@
 // uplink to the hub, with birth/death and periodic health) and the serial
 // devices of the config's [[device]] entries: their health goes into the
 // hub's health snapshot and their transitions and events into the outbox.
+// The kiosk UI's local API ([localapi], agent/localapi) serves the card
+// readers, the printer, health, device events and durable transactions.
 // Access decisions are wired here as they land.
 //
 //	kioskd -config /etc/kioskedge/kioskd.toml
@@ -21,6 +23,7 @@ import (
 	"syscall"
 
 	"github.com/kioskedge/kioskedge/agent/config"
+	"github.com/kioskedge/kioskedge/cmd/internal/kiosk"
 	"github.com/kioskedge/kioskedge/cmd/internal/node"
 	"github.com/kioskedge/kioskedge/sync/wire"
 )
@@ -57,22 +60,26 @@ func run(args []string, stderr io.Writer) int {
 		return 1
 	}
 	defer codec.Close()
-	n, err := node.Open(node.Options{Config: cfg, Version: version, Codec: codec, Logger: log})
+	k, err := kiosk.Open(node.Options{Config: cfg, Version: version, Codec: codec, Logger: log})
 	if err != nil {
 		log.Error("start failed", "err", err)
 		return 1
 	}
 	defer func() {
-		if err := n.Close(); err != nil {
+		if err := k.Close(); err != nil {
 			log.Error("closing outbox", "err", err)
 		}
 	}()
+	n := k.Node
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	log.Info("started", "component", "kioskd", "version", version, "boot_id", n.BootID,
 		"broker", cfg.Hub.Broker, "outbox_depth", n.Outbox.Stats().Depth, "devices", n.Monitor.Names())
-	if err := n.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+	if k.API != nil {
+		log.Info("local API listening", "component", "localapi", "addr", k.API.Addr().String())
+	}
+	if err := k.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		log.Error("stopped", "component", "kioskd", "err", err)
 		return 1
 	}

@@ -71,6 +71,9 @@ backoff_max = "500ms"
 [log]
 format = "json"
 level = "info"
+
+[localapi]
+listen = "127.0.0.1:0"   # tests run daemons in parallel
 `, agent, brokerURL, labRoot)
 }
 

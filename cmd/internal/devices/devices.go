@@ -46,7 +46,23 @@ type Options struct {
 	// OnCredential receives card reads and scans for the access engine,
 	// from the drivers' goroutines; nil drops them.
 	OnCredential func(credential.Credential)
-	Logger       *slog.Logger // nil discards
+	// OnEvent receives every driver event for the kiosk UI (the local
+	// API's /v1/events), from the drivers' goroutines; it must not block.
+	// A code.scanned Event carries the payload in Payload: it is for the
+	// local UI only and must never be logged or recorded. nil drops them.
+	OnEvent func(Event)
+	Logger  *slog.Logger // nil discards
+}
+
+// Event is a driver event as the kiosk UI sees it.
+type Event struct {
+	Device string
+	Name   string         // "card.inserted", "card.removed", "card.read", "code.scanned", …
+	Fields map[string]any // the record's fields: facts about the device only
+	// Payload is a scanned code's content (code.scanned only): possibly
+	// personal data, never logged nor recorded.
+	Payload string
+	Time    time.Time
 }
 
 // Set is the running device set.
@@ -54,7 +70,11 @@ type Set struct {
 	mon     *agentdevices.Monitor
 	log     *slog.Logger
 	onCred  func(credential.Credential)
+	onEvent func(Event)
 	devices []*device
+	idcards map[string]*idcard.Reader
+	sscards map[string]*sscard.Reader
+	printer map[string]*escpos.Printer
 	events  chan event
 	mu      sync.Mutex
 	closed  bool
@@ -86,7 +106,8 @@ func Open(o Options) (*Set, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Set{mon: o.Monitor, log: log, onCred: o.OnCredential, events: make(chan event, eventQueue)}
+	s := &Set{mon: o.Monitor, log: log, onCred: o.OnCredential, onEvent: o.OnEvent, events: make(chan event, eventQueue),
+		idcards: map[string]*idcard.Reader{}, sscards: map[string]*sscard.Reader{}, printer: map[string]*escpos.Printer{}}
 	for i, c := range o.Devices {
 		d, err := s.open(c)
 		if err != nil {
@@ -121,6 +142,7 @@ func (s *Set) open(c config.Device) (*device, error) {
 			return nil, err
 		}
 		d.run, d.close = r.Run, r.Close
+		s.idcards[c.Name] = r
 		return d, s.add(d, r)
 	case config.KindSSCard:
 		o := sscard.Options{Name: c.Name, Logger: log, DownAfter: c.DownAfter,
@@ -133,6 +155,7 @@ func (s *Set) open(c config.Device) (*device, error) {
 			return nil, err
 		}
 		d.run, d.close = r.Run, r.Close
+		s.sscards[c.Name] = r
 		return d, s.add(d, r)
 	case config.KindQRScan:
 		q := c.QRScan
@@ -152,6 +175,7 @@ func (s *Set) open(c config.Device) (*device, error) {
 			OnScan: func(cr credential.Credential) {
 				// The payload may be personal data: the record carries its length only.
 				s.queue(c.Name, "code.scanned", map[string]any{"bytes": len(cr.Raw)})
+				s.notify(Event{Device: c.Name, Name: "code.scanned", Fields: map[string]any{"bytes": len(cr.Raw)}, Payload: cr.Number, Time: cr.Time})
 				s.credential(cr)
 			}})
 		if err != nil {
@@ -171,6 +195,7 @@ func (s *Set) open(c config.Device) (*device, error) {
 			return nil, err
 		}
 		d.run, d.close = p.Run, p.Close
+		s.printer[c.Name] = p
 		return d, s.add(d, p)
 	case config.KindOSDP:
 		return s.openOSDP(c, d, mode, ro, log)
@@ -316,9 +341,32 @@ func errText(err error) string {
 	return err.Error()
 }
 
+// IDCardReaders returns the configured ID-card readers by name.
+func (s *Set) IDCardReaders() map[string]*idcard.Reader { return s.idcards }
+
+// SSCardReaders returns the configured social security card readers by name.
+func (s *Set) SSCardReaders() map[string]*sscard.Reader { return s.sscards }
+
+// Printers returns the configured receipt printers by name.
+func (s *Set) Printers() map[string]*escpos.Printer { return s.printer }
+
+func (s *Set) notify(e Event) {
+	if s.onEvent != nil {
+		if e.Time.IsZero() {
+			e.Time = time.Now()
+		}
+		s.onEvent(e)
+	}
+}
+
 // queue hands an event to the forwarder without blocking the driver; a
 // full queue drops it with a warning (the device's health is unaffected).
+// Every queued event except code.scanned (notified with its payload by the
+// scanner) also goes to OnEvent.
 func (s *Set) queue(dev, name string, fields map[string]any) {
+	if name != "code.scanned" {
+		s.notify(Event{Device: dev, Name: name, Fields: fields})
+	}
 	select {
 	case s.events <- event{device: dev, name: name, fields: fields}:
 	default:

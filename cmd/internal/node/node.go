@@ -37,6 +37,9 @@ type Options struct {
 	Codec   *wire.Codec // shared by every node of a process; required
 	Logger  *slog.Logger
 	Now     func() time.Time
+	// OnDeviceEvent receives the devices' events for the kiosk UI
+	// (devices.Options.OnEvent); nil drops them.
+	OnDeviceEvent func(devices.Event)
 }
 
 // Node is one agent's outbox, uplink and devices.
@@ -95,7 +98,7 @@ func Open(o Options) (*Node, error) {
 		_ = ob.Close() // the monitor error is the one worth returning
 		return nil, fmt.Errorf("node: %w", err)
 	}
-	n.Devices, err = devices.Open(devices.Options{Devices: c.Devices, Monitor: n.Monitor, Logger: log})
+	n.Devices, err = devices.Open(devices.Options{Devices: c.Devices, Monitor: n.Monitor, OnEvent: o.OnDeviceEvent, Logger: log})
 	if err != nil {
 		_ = ob.Close() // the device error is the one worth returning
 		return nil, fmt.Errorf("node: %w", err)
