@@ -43,6 +43,13 @@ func (b *Broadcaster) Publish(e Event) {
 	}
 }
 
+// Subscribers returns how many clients are subscribed.
+func (b *Broadcaster) Subscribers() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.subs)
+}
+
 // subscribe returns a channel of events and the function that ends the
 // subscription.
 func (b *Broadcaster) subscribe() (<-chan Event, func()) {
