@@ -83,7 +83,7 @@ func TestKioskDevicesThroughTheAPI(t *testing.T) {
 	simCtx, stopSims := context.WithCancel(context.Background())
 	var sims sync.WaitGroup
 	idDev, prDev := idPair.Device(), prPair.Device()
-	sims.Go(func() { _ = idSim.Serve(idDev) })          // ends with the device's close error, expected
+	sims.Go(func() { _ = idSim.Serve(idDev) })         // ends with the device's close error, expected
 	sims.Go(func() { _ = prSim.Serve(simCtx, prDev) }) // ends with ctx or the close error, expected
 	defer func() {
 		stopSims()
