@@ -3,7 +3,9 @@ package config
 import (
 	"fmt"
 	"net"
+	"net/url"
 	"path/filepath"
+	"strings"
 )
 
 // DefaultLocalAPIListen is where the kiosk UI's local API listens unless
@@ -25,6 +27,10 @@ type LocalAPI struct {
 	TokenFile string `toml:"token_file"`
 	// MaxBody bounds a request body ["64KiB"].
 	MaxBody Size `toml:"max_body"`
+	// AllowedOrigins are the exact origins ("http://127.0.0.1:8080") of
+	// pages allowed to call the API from a browser (CORS) [none: no CORS
+	// headers].
+	AllowedOrigins []string `toml:"allowed_origins"`
 }
 
 // Privacy is the [privacy] table: keys that protect personal data in
@@ -63,7 +69,20 @@ func (l LocalAPI) validate() []string {
 	if l.MaxBody < 1<<10 || l.MaxBody > maxLocalAPIBody {
 		p = append(p, fmt.Sprintf("localapi.max_body: %d out of range 1KiB..1MiB", l.MaxBody))
 	}
+	for _, o := range l.AllowedOrigins {
+		if !isOrigin(o) {
+			p = append(p, fmt.Sprintf("localapi.allowed_origins: %q is not an origin like \"http://127.0.0.1:8080\" (scheme://host[:port], no path)", o))
+		}
+	}
 	return p
+}
+
+// isOrigin reports whether o is a browser origin: http or https,
+// a host, an optional port, nothing else.
+func isOrigin(o string) bool {
+	u, err := url.Parse(o)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" &&
+		u.User == nil && u.Path == "" && u.RawQuery == "" && u.Fragment == "" && !strings.HasSuffix(o, "/")
 }
 
 // IsLoopbackHost reports whether host (from host:port) can only be

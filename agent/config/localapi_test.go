@@ -34,6 +34,10 @@ func TestLocalAPIConfig(t *testing.T) {
 		{"body too big", "[localapi]\nmax_body = \"2MiB\"\n", "localapi.max_body:"},
 		{"disabled skips checks", "[localapi]\nenabled = false\nlisten = \"0.0.0.0:1\"\n", ""},
 		{"unknown key", "[localapi]\nlisen = \"x\"\n", "localapi.lisen: unknown key"},
+		{"allowed origins", "[localapi]\nallowed_origins = [\"http://127.0.0.1:8080\", \"https://kiosk.local\"]\n", ""},
+		{"origin with path", "[localapi]\nallowed_origins = [\"http://127.0.0.1:8080/\"]\n", "localapi.allowed_origins:"},
+		{"origin without scheme", "[localapi]\nallowed_origins = [\"127.0.0.1:8080\"]\n", "localapi.allowed_origins:"},
+		{"origin wildcard", "[localapi]\nallowed_origins = [\"*\"]\n", "localapi.allowed_origins:"},
 		{"privacy", "[privacy]\nsite_key_file = \"site.key\"\nhub_public_key_file = \"hub.pub\"\n", ""},
 		{"privacy unknown key", "[privacy]\nsite_key = \"x\"\n", "privacy.site_key: unknown key"},
 	}

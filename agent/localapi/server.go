@@ -67,6 +67,9 @@ type Options struct {
 	Events    *Broadcaster // nil: a new one (Server.Events)
 	Now       func() time.Time
 	Logger    *slog.Logger // requests (method, path, status) only; nil discards
+	// AllowedOrigins are the exact origins ("http://127.0.0.1:8080") that
+	// get CORS headers and preflight answers; empty: no CORS headers.
+	AllowedOrigins []string
 }
 
 // Server is the local API.
@@ -171,7 +174,7 @@ func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 func (s *Server) Events() *Broadcaster { return s.events }
 
 // Handler is the server's HTTP handler (authentication included).
-func (s *Server) Handler() http.Handler { return s.logged(s.mux) }
+func (s *Server) Handler() http.Handler { return s.logged(s.cors(s.mux)) }
 
 // Run serves until ctx ends, then stops accepting, closes the WebSocket
 // connections, waits up to 5 s for requests in flight and returns nil.

@@ -78,6 +78,7 @@ func Open(o node.Options) (*Kiosk, error) {
 		Token: token, IDSecret: []byte(token), MaxBody: int64(c.LocalAPI.MaxBody),
 		Outbox: n, Readers: readers, Printer: pr, Health: n.Monitor,
 		AgentID: c.Agent.ID, Version: o.Version, Events: events, Now: o.Now, Logger: o.Logger,
+		AllowedOrigins: c.LocalAPI.AllowedOrigins,
 	}
 	if prot != nil {
 		opts.Protector = prot
