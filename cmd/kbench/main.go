@@ -53,6 +53,7 @@ func suites() []suite {
 	return []suite{
 		{"outbox", outboxSuite}, // outbox.go
 		{"sync", syncSuite},     // sync.go
+		{"kiosk", kioskSuite},   // kiosk.go
 	}
 }
 

@@ -1,0 +1,280 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/kioskedge/kioskedge/agent/localapi"
+	"github.com/kioskedge/kioskedge/agent/privacy"
+	"github.com/kioskedge/kioskedge/sync/outbox"
+	"github.com/kioskedge/kioskedge/sync/wire"
+)
+
+// kioskClients is the number of concurrent HTTP clients (issue 5 part 5).
+const kioskClients = 32
+
+// kioskSizes bounds one kiosk measurement: it stops at whichever of
+// requests or limit comes first.
+type kioskSizes struct {
+	requests     int           // POSTs against the real outbox
+	baseRequests int           // POSTs against the one-Update-per-request baseline, per half
+	limit        time.Duration // per measurement (each baseline half gets half)
+}
+
+func kioskSizesFor(cfg Config) kioskSizes {
+	if cfg.Quick {
+		return kioskSizes{requests: 20_000, baseRequests: 1_000, limit: 4 * time.Second}
+	}
+	return kioskSizes{requests: 60_000, baseRequests: 3_000, limit: 8 * time.Second}
+}
+
+// kioskSuite measures the kiosk's local API (issue 5 part 5, "kiosk"):
+//
+//   - kiosk/transactions: 201s per second from POST /v1/transactions over
+//     real HTTP on loopback, 32 keep-alive clients, each body carrying a
+//     credential (so the keyed hash runs) and a unique Idempotency-Key,
+//     the server backed by a real sync/outbox with default options;
+//     baseline the same server and clients with an Outbox doing one bbolt
+//     Update (one commit) per Append, measured in two halves before and
+//     after.
+//   - kiosk/latency_p50_ms, kiosk/latency_p99_ms: client-side latency to
+//     the 201 in the same runs; baseline the baseline run's.
+func kioskSuite(ctx context.Context, cfg Config) ([]Row, error) {
+	return kioskRows(ctx, cfg, kioskSizesFor(cfg))
+}
+
+// kioskRows runs the kiosk suite with the given sizes.
+func kioskRows(ctx context.Context, cfg Config, sz kioskSizes) ([]Row, error) {
+	cfg.progressf("kiosk: baseline, one bbolt Update per request (%d requests, first half)", sz.baseRequests)
+	baseA, err := measureKiosk(ctx, cfg, openBoltOutbox, sz.baseRequests, sz.limit/2)
+	if err != nil {
+		return nil, fmt.Errorf("bbolt baseline: %w", err)
+	}
+	cfg.progressf("kiosk: sync/outbox, %d clients (%d requests)", kioskClients, sz.requests)
+	ob, err := measureKiosk(ctx, cfg, openRealOutbox, sz.requests, sz.limit)
+	if err != nil {
+		return nil, fmt.Errorf("outbox: %w", err)
+	}
+	cfg.progressf("kiosk: baseline, one bbolt Update per request (%d requests, second half)", sz.baseRequests)
+	baseB, err := measureKiosk(ctx, cfg, openBoltOutbox, sz.baseRequests, sz.limit/2)
+	if err != nil {
+		return nil, fmt.Errorf("bbolt baseline: %w", err)
+	}
+	base := combine(baseA, baseB)
+
+	const s = "kiosk"
+	perRequest := "same API, one bbolt Update per request"
+	return []Row{
+		newRow(s, "transactions", ob.rate, "tx/s", base.rate, perRequest),
+		newRow(s, "latency_p50_ms", ms(ob.p50), "ms", ms(base.p50), perRequest),
+		newRow(s, "latency_p99_ms", ms(ob.p99), "ms", ms(base.p99), perRequest),
+	}, nil
+}
+
+// kioskOutbox is a localapi.Outbox that the measurement closes.
+type kioskOutbox interface {
+	localapi.Outbox
+	Close() error
+}
+
+// openRealOutbox opens sync/outbox with default options in dir.
+func openRealOutbox(dir string) (kioskOutbox, error) {
+	return outbox.Open(outbox.Options{Path: filepath.Join(dir, "outbox.db")})
+}
+
+// boltOutbox is the naive durable outbox: one bbolt Update (one commit:
+// two fdatasyncs) per Append, bbolt serialising the writers.
+type boltOutbox struct {
+	db *bolt.DB
+}
+
+var boltOutboxBucket = []byte("records")
+
+func openBoltOutbox(dir string) (kioskOutbox, error) {
+	db, err := bolt.Open(filepath.Join(dir, "baseline.db"), 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		return nil, err
+	}
+	if err := db.Update(func(tx *bolt.Tx) error {
+		_, err := tx.CreateBucketIfNotExists(boltOutboxBucket)
+		return err
+	}); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	return &boltOutbox{db: db}, nil
+}
+
+func (b *boltOutbox) Append(ctx context.Context, r wire.Record) (uint64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	var seq uint64
+	err := b.db.Update(func(tx *bolt.Tx) error {
+		bk := tx.Bucket(boltOutboxBucket)
+		var err error
+		if seq, err = bk.NextSequence(); err != nil {
+			return err
+		}
+		r.Seq = seq
+		val, err := wire.MarshalRecord(r)
+		if err != nil {
+			return err
+		}
+		key := make([]byte, 8)
+		for i := range 8 {
+			key[i] = byte(seq >> (56 - 8*i))
+		}
+		return bk.Put(key, val)
+	})
+	return seq, err
+}
+
+func (b *boltOutbox) Close() error { return b.db.Close() }
+
+// kioskBody returns a realistic POST /v1/transactions body: an ID-card
+// credential (hashed by the server) and a few details.
+func kioskBody(i int) []byte {
+	return fmt.Appendf(nil, `{"type":"social-security.certificate","service_code":"SS-CERT-07","outcome":"completed",`+
+		`"started_at":"2026-05-01T09:30:00.123+08:00","ended_at":"2026-05-01T09:31:12.456+08:00",`+
+		`"credential":{"kind":"idcard","number":"46010519%010d"},`+
+		`"details":{"window":"kiosk-3","pages":2,"language":"zh-CN","receipt":true,"queue_ticket":"A%04d"}}`,
+		i%10_000_000_000, i%10_000)
+}
+
+// measureKiosk starts a local API on loopback backed by the outbox open
+// returns (in a fresh directory, with a generated site key and token
+// file), warms it up, and has kioskClients clients POST transactions until
+// requests 201s came back or limit passed; each request is timed.
+func measureKiosk(ctx context.Context, cfg Config, open func(dir string) (kioskOutbox, error), requests int, limit time.Duration) (result, error) {
+	if err := ctx.Err(); err != nil {
+		return result{}, err
+	}
+	dir, err := cfg.tempDir("kiosk")
+	if err != nil {
+		return result{}, err
+	}
+	defer os.RemoveAll(dir)
+
+	token, err := localapi.LoadOrCreateToken(filepath.Join(dir, "token"))
+	if err != nil {
+		return result{}, err
+	}
+	key, err := privacy.NewSiteKey()
+	if err != nil {
+		return result{}, err
+	}
+	keyFile := filepath.Join(dir, "site.key")
+	if err := privacy.WriteSiteKey(keyFile, key); err != nil {
+		return result{}, err
+	}
+	if key, err = privacy.LoadSiteKey(keyFile); err != nil {
+		return result{}, err
+	}
+	prot, err := privacy.NewProtector(key, nil)
+	if err != nil {
+		return result{}, err
+	}
+
+	ob, err := open(dir)
+	if err != nil {
+		return result{}, err
+	}
+	closeOutbox := sync.OnceValue(ob.Close)
+	defer closeOutbox() // covers early returns; the explicit call below reports its error
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return result{}, err
+	}
+	srv, err := localapi.New(localapi.Options{Listener: ln, Token: token, IDSecret: []byte(token),
+		Outbox: ob, Protector: prot, AgentID: "kbench", Version: "kbench"})
+	if err != nil {
+		_ = ln.Close()
+		return result{}, err
+	}
+	defer srv.Close()
+	runCtx, stopServer := context.WithCancel(context.WithoutCancel(ctx))
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Run(runCtx) }()
+	stopped := false
+	stop := func() error {
+		if stopped {
+			return nil
+		}
+		stopped = true
+		stopServer()
+		return <-serveErr
+	}
+	defer stop() //nolint:errcheck // the explicit call below reports its error
+
+	tr := &http.Transport{MaxIdleConns: kioskClients, MaxIdleConnsPerHost: kioskClients, IdleConnTimeout: time.Minute}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
+	url := "http://" + srv.Addr().String() + "/v1/transactions"
+	auth := "Bearer " + token
+	var next atomic.Int64
+	post := func(ctx context.Context) error {
+		i := int(next.Add(1))
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(kioskBody(i)))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Authorization", auth)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Idempotency-Key", "kbench-"+strconv.Itoa(i))
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		body, err := io.ReadAll(resp.Body)
+		_ = resp.Body.Close() // fully read: the connection is reused
+		if err != nil {
+			return err
+		}
+		if resp.StatusCode != http.StatusCreated {
+			return fmt.Errorf("POST /v1/transactions: %s: %s", resp.Status, bytes.TrimSpace(body))
+		}
+		return nil
+	}
+
+	// Warm-up: opens the keep-alive connections and the outbox's files.
+	if _, err := runProducers(ctx, kioskClients, 4*kioskClients, time.Minute, post, nil); err != nil {
+		return result{}, fmt.Errorf("warm-up: %w", err)
+	}
+
+	lat := make([][]time.Duration, kioskClients)
+	start := time.Now()
+	n, err := runProducers(ctx, kioskClients, requests, limit, post, lat)
+	elapsed := time.Since(start)
+	if err != nil {
+		return result{}, err
+	}
+	if err := stop(); err != nil {
+		return result{}, fmt.Errorf("local API: %w", err)
+	}
+	if err := closeOutbox(); err != nil {
+		return result{}, fmt.Errorf("close outbox: %w", err)
+	}
+	all := slices.Concat(lat...)
+	res := result{records: n, elapsed: elapsed, rate: float64(n) / elapsed.Seconds(), lat: all}
+	res.p50, res.p99 = percentiles(all)
+	if n == 0 {
+		return res, errors.New("no transaction completed")
+	}
+	return res, nil
+}
