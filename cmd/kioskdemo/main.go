@@ -9,6 +9,17 @@
 //
 // where lost counts records whose Append returned but which the hub does not
 // hold. It exits 1 if anything was lost or did not arrive in time.
+//
+// With -kiosk (the default) one more agent, demo-kiosk-01, is a virtual
+// kiosk: the local API (cmd/internal/kiosk) over simulated ID-card and
+// social security card readers, a QR scanner and a receipt printer on pty
+// pairs, and a demo kiosk page on its own loopback port that uses the API.
+// A scripted resident walks through the kiosk flow a few times; its
+// transactions count as produced records, and the demo prints
+//
+//	kiosk: transactions=K printed=R events=E
+//
+// before the summary.
 package main
 
 import (
@@ -29,6 +40,7 @@ import (
 	"github.com/kioskedge/kioskedge/agent/config"
 	"github.com/kioskedge/kioskedge/cmd/internal/node"
 	"github.com/kioskedge/kioskedge/sync/hub/hubrun"
+	"github.com/kioskedge/kioskedge/sync/sealed"
 	"github.com/kioskedge/kioskedge/sync/uplink"
 	"github.com/kioskedge/kioskedge/sync/wire"
 	"github.com/kioskedge/kioskedge/testhw/broker"
@@ -47,6 +59,7 @@ type flags struct {
 	dir          string
 	drainTimeout time.Duration
 	verbose      bool
+	kiosk        bool
 }
 
 func main() {
@@ -59,6 +72,7 @@ func main() {
 	flag.StringVar(&f.dir, "dir", "", "data directory (default: a temporary one, removed at exit)")
 	flag.DurationVar(&f.drainTimeout, "drain-timeout", 60*time.Second, "how long to wait for the hub to hold everything")
 	flag.BoolVar(&f.verbose, "v", false, "log the components' info lines to stderr")
+	flag.BoolVar(&f.kiosk, "kiosk", true, "run a virtual kiosk agent with simulated devices and a demo kiosk page")
 	flag.Parse()
 	if f.agents < 1 || f.rate < 1 || f.duration <= 0 {
 		fmt.Fprintln(os.Stderr, "kioskdemo: -agents, -rate and -duration must be positive")
@@ -116,11 +130,22 @@ func run(ctx context.Context, f flags, out io.Writer) (int, error) {
 	}
 	defer proxy.Close()
 
+	// The kiosk's keys: the site key for credential hashes, and the hub's
+	// key pair, so the hub opens sealed values and shows them masked.
+	var sealKey *sealed.PrivateKey
+	var mask func(field, value string) string
+	if f.kiosk {
+		if sealKey, err = hubKeys(dir); err != nil {
+			return 1, fmt.Errorf("keys: %w", err)
+		}
+		mask = maskPersonal
+	}
+
 	fast := uplink.Backoff{Min: 100 * time.Millisecond, Max: 2 * time.Second, StableAfter: 3 * time.Second}
 	hubSrv, err := hubrun.New(hubrun.Config{
 		Broker: brk.URL(), AllowPlaintext: true, Backoff: fast,
 		Root: root, DBPath: filepath.Join(dir, "hub.db"), HTTPAddr: "127.0.0.1:0",
-		Logger: log.With("component", "hub"),
+		Logger: log.With("component", "hub"), SealKey: sealKey, Mask: mask,
 	})
 	if err != nil {
 		return 1, fmt.Errorf("hub: %w", err)
@@ -144,14 +169,17 @@ func run(ctx context.Context, f flags, out io.Writer) (int, error) {
 	agentCtx, stopAgents := context.WithCancel(context.Background())
 	var agentsDone sync.WaitGroup
 	defer func() { stopAgents(); agentsDone.Wait() }()
-	for i := range agents {
-		a := &agent{id: fmt.Sprintf("demo-gate-%02d", i+1)}
-		cfg := config.Defaults()
-		cfg.Agent = config.Agent{ID: a.id, DataDir: filepath.Join(dir, a.id)}
+	tune := func(cfg *config.Config) {
 		cfg.Hub.Broker, cfg.Hub.Plaintext, cfg.Hub.Root = proxy.URL(), true, root
 		cfg.Hub.AckTimeout = config.Duration(3 * time.Second)
 		cfg.Hub.HealthInterval = config.Duration(5 * time.Second)
 		cfg.Hub.BackoffMin, cfg.Hub.BackoffMax, cfg.Hub.BackoffStable = config.Duration(fast.Min), config.Duration(fast.Max), config.Duration(fast.StableAfter)
+	}
+	for i := range agents {
+		a := &agent{id: fmt.Sprintf("demo-gate-%02d", i+1)}
+		cfg := config.Defaults()
+		cfg.Agent = config.Agent{ID: a.id, DataDir: filepath.Join(dir, a.id)}
+		tune(&cfg)
 		a.node, err = node.Open(node.Options{Config: cfg, Version: "demo", Codec: codec, Logger: log})
 		if err != nil {
 			return 1, fmt.Errorf("agent %s: %w", a.id, err)
@@ -164,15 +192,39 @@ func run(ctx context.Context, f flags, out io.Writer) (int, error) {
 			}
 		})
 	}
+	var vk *virtualKiosk
+	if f.kiosk {
+		vk, err = openKiosk(dir, proxy.URL(), codec, log, tune)
+		if err != nil {
+			return 1, fmt.Errorf("kiosk %s: %w", kioskID, err)
+		}
+		defer vk.close()
+		defer vk.k.Close()
+		agents = append(agents, vk.agent)
+		agentsDone.Go(func() {
+			if err := vk.k.Run(agentCtx); err != nil {
+				log.Error("kiosk stopped", "agent", kioskID, "err", err)
+			}
+		})
+		vk.servePage()
+	}
 	fmt.Fprintf(out, "kioskdemo: broker=%s hub API http://%s/api/agents agents=%d rate=%d/s each for %s (data in %s)\n",
-		brk.Kind(), hubSrv.HTTPAddr(), f.agents, f.rate, f.duration, dir)
+		brk.Kind(), hubSrv.HTTPAddr(), len(agents), f.rate, f.duration, dir)
+	if vk != nil {
+		fmt.Fprintf(out, "kiosk: demo kiosk page %s/ (local API %s; hub records, masked: http://%s/api/agents/%s/records)\n",
+			vk.page, vk.api, hubSrv.HTTPAddr(), kioskID)
+	}
 
 	// Residents swipe until the duration is up.
 	prodCtx, stopProducers := context.WithTimeout(ctx, f.duration)
 	defer stopProducers()
 	var producers sync.WaitGroup
-	for i, a := range agents {
+	for i, a := range agents[:f.agents] {
 		producers.Go(func() { produce(prodCtx, a, synth.NewCommunity(uint64(i+1), 5000, 4, time.Now()), f.rate) })
+	}
+	if vk != nil {
+		// A few residents at the kiosk, scripted through the local API.
+		producers.Go(func() { vk.resident(prodCtx, min(max(f.duration/5, 500*time.Millisecond), 5*time.Second), out) })
 	}
 	var faultsDone sync.WaitGroup
 	if f.faults {
@@ -211,11 +263,19 @@ func run(ctx context.Context, f flags, out io.Writer) (int, error) {
 	agentsDone.Wait()
 
 	var produced, delivered, lost uint64
-	for _, a := range agents {
+	for _, a := range agents[:f.agents] {
 		produced += a.produced.Load()
 		d, l := accounted(a, hubSrv)
 		delivered += d
 		lost += l
+	}
+	if vk != nil {
+		produced += vk.agent.produced.Load()
+		r, ok := hubSrv.Hub().AgentReceived(kioskID)
+		d, l := vk.accounted(receivedView{highest: r.Highest, missing: r.Missing}, ok)
+		delivered += d
+		lost += l
+		fmt.Fprintf(out, "kiosk: transactions=%d printed=%d events=%d\n", vk.transactions(), vk.printed.Load(), vk.events.Load())
 	}
 	dups := hubSrv.Hub().Stats().Duplicates
 	fmt.Fprintf(out, "summary: agents=%d produced=%d delivered=%d duplicates=%d lost=%d\n",

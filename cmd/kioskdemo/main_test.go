@@ -14,11 +14,17 @@ import (
 	"github.com/kioskedge/kioskedge/testhw/broker"
 )
 
-var summaryLine = regexp.MustCompile(`^summary: agents=2 produced=(\d+) delivered=(\d+) duplicates=(\d+) lost=0$`)
+// Two gates and the virtual kiosk.
+var summaryLine = regexp.MustCompile(`^summary: agents=3 produced=(\d+) delivered=(\d+) duplicates=(\d+) lost=0$`)
+
+var kioskLine = regexp.MustCompile(`^kiosk: transactions=(\d+) printed=(\d+) events=\d+$`)
 
 // TestDemoLosesNothing runs the demo as the README tells a newcomer to,
 // shortened: two agents, faults on (broker restart, connection cut,
-// partition), on each broker kind. Every produced record must reach the hub.
+// partition), on each broker kind, with the virtual kiosk whose scripted
+// resident goes through insert → read → transaction → print over the
+// local API. Every produced record, kiosk transactions included, must
+// reach the hub.
 func TestDemoLosesNothing(t *testing.T) {
 	for _, kind := range []broker.Kind{broker.Mochi, broker.Mosquitto} {
 		t.Run(string(kind), func(t *testing.T) {
@@ -42,6 +48,7 @@ func TestDemoLosesNothing(t *testing.T) {
 				faults:       true,
 				dir:          t.TempDir(),
 				drainTimeout: 25 * time.Second,
+				kiosk:        true,
 			}
 			code, err := run(ctx, f, &out)
 			if code != 0 || err != nil {
@@ -55,6 +62,24 @@ func TestDemoLosesNothing(t *testing.T) {
 				}
 			}
 			lines := strings.Split(strings.TrimRight(text, "\n"), "\n")
+			if len(lines) < 2 {
+				t.Fatalf("output too short:\n%s", text)
+			}
+			k := kioskLine.FindStringSubmatch(lines[len(lines)-2])
+			if k == nil {
+				t.Fatalf("line before the summary %q does not match %s; output:\n%s", lines[len(lines)-2], kioskLine, text)
+			}
+			txs, _ := strconv.ParseUint(k[1], 10, 64)     // digits only
+			printed, _ := strconv.ParseUint(k[2], 10, 64) // ditto
+			if txs == 0 || printed != txs {
+				t.Errorf("kiosk: transactions=%d printed=%d; want at least one visit, each printed", txs, printed)
+			}
+			if strings.Contains(text, "kiosk: visit") {
+				t.Errorf("a kiosk visit failed; output:\n%s", text)
+			}
+			if !strings.Contains(text, "kiosk: demo kiosk page http://127.0.0.1:") {
+				t.Errorf("output does not give the kiosk page's URL")
+			}
 			last := lines[len(lines)-1]
 			m := summaryLine.FindStringSubmatch(last)
 			if m == nil {
@@ -63,7 +88,7 @@ func TestDemoLosesNothing(t *testing.T) {
 			t.Log(last)
 			produced, _ := strconv.ParseUint(m[1], 10, 64)  // the regexp admits digits only
 			delivered, _ := strconv.ParseUint(m[2], 10, 64) // ditto
-			if produced == 0 || delivered != produced {
+			if produced <= txs || delivered != produced {
 				t.Errorf("produced=%d delivered=%d; want produced > 0 and every record delivered", produced, delivered)
 			}
 		})
