@@ -238,7 +238,7 @@ func TestTransactionCreated(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := body["credential"].(map[string]any)
-	if body["id"] != tr.ID || body["service_code"] != "SS-017" || c["hash"] != "h:idcard:"+strings.Repeat("x", 18) || c["sealed"] != "sealed:opaque" {
+	if body["id"] != tr.ID || body["service_code"] != "SS-017" || c["hash"] != "h:idcard:"+strings.Repeat("x", 18) || c["number_sealed"] != "sealed:opaque" {
 		t.Errorf("body: %s", recs[0].Body)
 	}
 	if d := body["details"].(map[string]any); d["pages"] != 2.0 {

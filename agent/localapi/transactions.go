@@ -67,9 +67,12 @@ type transactionBody struct {
 }
 
 type credentialBody struct {
-	Kind   string `json:"kind"`
-	Hash   string `json:"hash"`
-	Sealed string `json:"sealed,omitempty"` // the number sealed to the hub's key
+	Kind string `json:"kind"`
+	Hash string `json:"hash"`
+	// Sealed is the number sealed to the hub's key. Its name ends in
+	// "_sealed" so the hub recognises, opens and masks it
+	// (hub-protocol.md §4.4).
+	Sealed string `json:"number_sealed,omitempty"`
 }
 
 type badRequest struct{ field, msg string }
