@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"os"
 	"testing"
 	"time"
 )
@@ -19,25 +18,7 @@ func TestKioskSuiteTiny(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"kiosk/transactions", "kiosk/latency_p50_ms", "kiosk/latency_p99_ms"}
-	if len(rows) != len(want) {
-		t.Fatalf("%d rows, want %d: %+v", len(rows), len(want), rows)
-	}
-	for i, r := range rows {
-		if r.Name != want[i] || r.Suite != "kiosk" {
-			t.Errorf("row %d is %s/%s, want %s", i, r.Suite, r.Name, want[i])
-		}
-		if r.Value <= 0 || r.Baseline <= 0 || r.Ratio <= 0 || r.Unit == "" {
-			t.Errorf("row %s: %+v", r.Name, r)
-		}
-	}
-	left, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range left {
-		t.Errorf("left behind: %s", e.Name())
-	}
+	checkSuiteRows(t, "kiosk", rows, []string{"kiosk/transactions", "kiosk/latency_p50_ms", "kiosk/latency_p99_ms"}, dir)
 }
 
 func TestKioskSuiteCancelled(t *testing.T) {

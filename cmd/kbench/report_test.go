@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"maps"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -117,5 +118,30 @@ func TestPercentiles(t *testing.T) {
 	}
 	if p50, p99 := percentiles(durs); p50 != 50 || p99 != 99 {
 		t.Fatalf("p50 %v p99 %v, want 50 and 99", p50, p99)
+	}
+}
+
+// checkSuiteRows checks that a suite returned exactly the rows named in
+// want, in order, each with a value, a baseline, a ratio and a unit, and
+// left no files behind in dir.
+func checkSuiteRows(t *testing.T, suite string, rows []Row, want []string, dir string) {
+	t.Helper()
+	if len(rows) != len(want) {
+		t.Fatalf("%d rows, want %d: %+v", len(rows), len(want), rows)
+	}
+	for i, r := range rows {
+		if r.Name != want[i] || r.Suite != suite {
+			t.Errorf("row %d is %s/%s, want %s/%s", i, r.Suite, r.Name, suite, want[i])
+		}
+		if r.Value <= 0 || r.Baseline <= 0 || r.Ratio <= 0 || r.Unit == "" {
+			t.Errorf("row %s: %+v", r.Name, r)
+		}
+	}
+	left, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range left {
+		t.Errorf("left behind: %s", e.Name())
 	}
 }
