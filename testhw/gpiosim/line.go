@@ -42,7 +42,7 @@ type Line struct {
 	queue   []Edge
 	dropped uint64
 	log     []Edge
-	last    Edge   // the edge WaitForEdge returned last
+	last    Edge          // the edge WaitForEdge returned last
 	gen     uint64        // bumped by In and Halt, to release waiters
 	wake    chan struct{} // closed and replaced on every change
 }
