@@ -378,3 +378,26 @@ func TestModeString(t *testing.T) {
 		}
 	}
 }
+
+// Doors decide concurrently while modes change; run with -race.
+func TestDecideConcurrent(t *testing.T) {
+	e, _ := fixture(t)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 200 {
+			if err := e.SetMode("gate", Mode(i%3)); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	for i := range 200 {
+		door := []string{"gate", "lobby-in", "lobby-out"}[i%3]
+		d := e.Decide(door, card("nobody"), true, at(1, 12, 0, i%60))
+		if d.Granted && d.Reason != FreePassage {
+			t.Fatalf("%+v", d)
+		}
+	}
+	<-done
+}
