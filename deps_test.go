@@ -55,7 +55,7 @@ func listPackages(t *testing.T) map[string]listedPackage {
 // module allowed to import it directly.
 var heavy = map[string][]string{
 	"github.com/eclipse/paho.mqtt.golang": {"sync/uplink"},
-	"go.etcd.io/bbolt":                    {"sync/outbox", "sync/hubstore", "cmd/kbench"}, // kbench: the raw one-commit-per-record baseline
+	"go.etcd.io/bbolt":                    {"sync/outbox", "sync/hubstore", "cmd/kbench", "agent/allowlist"}, // kbench: the raw one-commit-per-record baseline; allowlist: the gate's allowlist store, its own file (DESIGN.md §5)
 	"go.bug.st/serial":                    {"drivers/serialport"},
 	"periph.io/x/host":                    {"drivers/gpioline"},
 	"github.com/mochi-mqtt/server":        {"testhw/"},
