@@ -6,6 +6,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/kioskedge/kioskedge/firmware-specs/allowlistvectors"
 )
 
 func TestEntryEncoding(t *testing.T) {
@@ -168,7 +170,14 @@ func TestChunkEncoding(t *testing.T) {
 
 func FuzzDecodeEntryValue(f *testing.F) {
 	f.Add([]byte{1, 0, 0, 0, 0, 0, 0})
-	f.Add([]byte{1, 1, 0x80, 0xd0, 0xac, 0xf0, 0x0c, 0, 7, 2, 1, 0xac, 2, 2})
+	if v, err := allowlistvectors.Load(); err == nil {
+		for _, e := range v.Entries {
+			f.Add([]byte(e.Value))
+		}
+		for _, m := range v.MalformedEntries {
+			f.Add([]byte(m.Hex))
+		}
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var e Entry
 		if DecodeEntryValue(b, &e) != nil {
@@ -186,6 +195,14 @@ func FuzzDecodeChunk(f *testing.F) {
 	b, _ := AppendChunk(nil, &Chunk{Entries: testEntries(3, 2, 1), Schedules: testSchedules})
 	f.Add(b)
 	f.Add([]byte("KAC1\x00"))
+	if v, err := allowlistvectors.Load(); err == nil {
+		for _, c := range v.Snapshot.Chunks {
+			f.Add([]byte(c))
+		}
+		for _, m := range v.MalformedChunks {
+			f.Add([]byte(m.Hex))
+		}
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c, err := DecodeChunk(b)
 		if err != nil {
