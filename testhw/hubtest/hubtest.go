@@ -114,6 +114,19 @@ func (h *Hub) start() {
 	h.mu.Lock()
 	h.cur = r
 	h.mu.Unlock()
+	// Return only once the hub's MQTT session is up: a batch published
+	// before the hub subscribes reaches no hub (clean session) and waits
+	// for the agent's ack timeout, making tests slow or flaky for no
+	// reason. The hub subscribes right after the session connects, so a
+	// window of microseconds remains; agents started by tests take far
+	// longer than that to connect and publish.
+	deadline := time.Now().Add(10 * time.Second)
+	for !srv.Session().Connected() {
+		if time.Now().After(deadline) {
+			h.t.Fatalf("hubtest: the hub did not connect to %s within 10s", cfg.Broker)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // Stop stops the running server: it ends Run (which commits and acks what
