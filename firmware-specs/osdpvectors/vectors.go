@@ -2,9 +2,10 @@ package osdpvectors
 
 import (
 	_ "embed"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
+
+	"github.com/kioskedge/kioskedge/firmware-specs/hexjson"
 )
 
 //go:embed vectors.json
@@ -14,22 +15,7 @@ var raw []byte
 func JSON() []byte { return append([]byte(nil), raw...) }
 
 // Hex is a byte string written as lowercase hex in the JSON.
-type Hex []byte
-
-// UnmarshalJSON decodes a hex string; it fails on odd length or non-hex
-// characters.
-func (h *Hex) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return err
-	}
-	d, err := hex.DecodeString(s)
-	if err != nil {
-		return fmt.Errorf("osdpvectors: %w", err)
-	}
-	*h = d
-	return nil
-}
+type Hex = hexjson.Hex
 
 // CRC is one CRC-16/AUG-CCITT example.
 type CRC struct {
