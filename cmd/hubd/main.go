@@ -34,8 +34,15 @@ func main() {
 // keygen subcommand. It returns an error for bad flags or a component
 // failing to start or run.
 func run(args []string, stderr io.Writer) error {
-	if len(args) > 0 && args[0] == "keygen" {
-		return keygen(args[1:], stderr)
+	if len(args) > 0 {
+		switch args[0] {
+		case "keygen":
+			return keygen(args[1:], stderr)
+		case "allowlist":
+			return allowlistCmd(args[1:], stderr) // allowlist.go
+		case "cmd":
+			return commandCmd(args[1:], stderr) // command.go
+		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
