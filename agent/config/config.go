@@ -31,6 +31,12 @@ type Config struct {
 	Privacy Privacy `toml:"privacy"`
 	// Devices are the serial devices the agent runs, from [[device]].
 	Devices []Device `toml:"device"`
+	// Gate holds what the doors of a smart gate share, from [gate].
+	Gate Gate `toml:"gate"`
+	// Doors are the gate's doors, from [[door]]; Wiegand their Wiegand
+	// readers, from [[wiegand]].
+	Doors   []Door    `toml:"door"`
+	Wiegand []Wiegand `toml:"wiegand"`
 }
 
 // Agent identifies the box.
@@ -89,6 +95,7 @@ func Defaults() Config {
 		Outbox:   Outbox{Budget: 1 << 30, ReclaimAbove: 64 << 20},
 		Log:      Log{Format: "json", Level: "info"},
 		LocalAPI: defaultLocalAPI(),
+		Gate:     defaultGate(),
 	}
 }
 
@@ -119,6 +126,7 @@ func Parse(b []byte, baseDir string) (Config, error) {
 	problems = append(problems, c.validate()...)
 	problems = append(problems, validateDevices(c.Devices)...)
 	problems = append(problems, c.LocalAPI.validate()...)
+	problems = append(problems, c.validateGate()...)
 	if len(problems) > 0 {
 		return Config{}, fmt.Errorf("%w:\n  %s", ErrInvalid, strings.Join(problems, "\n  "))
 	}
@@ -139,6 +147,7 @@ func Parse(b []byte, baseDir string) (Config, error) {
 		}
 	}
 	c.resolveLocalAPI(baseDir)
+	c.resolveGate(baseDir)
 	applyDeviceDefaults(c.Devices)
 	return c, nil
 }
