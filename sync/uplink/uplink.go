@@ -65,6 +65,10 @@ type Options struct {
 	// Devices supplies the devices section of the health snapshot (nil:
 	// none). It is called on the drain goroutine and must not block long.
 	Devices func() []wire.DeviceHealth
+	// Decorate, when set, adds the sections only the wiring knows (a
+	// gate's allowlist and doors) to each health snapshot before it is
+	// sent; it is called on the drain goroutine and must not block long.
+	Decorate func(*wire.Health)
 	// BdSeqPath is the file holding the birth/death sequence. Required.
 	BdSeqPath string
 	// Codec encodes batches; nil: New builds one, closed when Run returns.
@@ -588,6 +592,9 @@ func (u *Uplink) publishHealth() {
 	}
 	if u.opts.Devices != nil {
 		h.Devices = u.opts.Devices()
+	}
+	if u.opts.Decorate != nil {
+		u.opts.Decorate(&h)
 	}
 	b, err := json.Marshal(h)
 	if err != nil {

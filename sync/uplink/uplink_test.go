@@ -233,6 +233,7 @@ func TestUplinkHealthRetained(t *testing.T) {
 		_, stop := newTestUplink(t, b.URL(), newMemSource(10), func(o *Options) {
 			o.HealthInterval = 100 * time.Millisecond
 			o.Devices = func() []wire.DeviceHealth { return devs }
+			o.Decorate = func(h *wire.Health) { h.Allowlist = &wire.AllowlistHealth{Version: 9, Entries: 1200} }
 		})
 		defer stop()
 		for range 2 { // on connect, then periodic
@@ -243,6 +244,9 @@ func TestUplinkHealthRetained(t *testing.T) {
 				}
 				if len(h.Devices) != 1 || h.Devices[0] != devs[0] {
 					t.Fatalf("health devices %+v, want %+v", h.Devices, devs)
+				}
+				if h.Allowlist == nil || *h.Allowlist != (wire.AllowlistHealth{Version: 9, Entries: 1200}) {
+					t.Fatalf("health allowlist %+v, want what Decorate added", h.Allowlist)
 				}
 			case <-time.After(10 * time.Second):
 				t.Fatal("no health snapshot")

@@ -45,15 +45,18 @@ type Device struct {
 
 // Health is the retained periodic health snapshot (hub-protocol.md §6).
 type Health struct {
-	Agent    string            `json:"agent"`
-	BootID   string            `json:"boot_id"`
-	Time     time.Time         `json:"time"`
-	Version  string            `json:"version,omitempty"`
-	UptimeS  float64           `json:"uptime_s"`
-	Outbox   OutboxHealth      `json:"outbox"`
-	Uplink   UplinkHealth      `json:"uplink"`
-	Devices  []DeviceHealth    `json:"devices,omitempty"`
-	Counters map[string]uint64 `json:"counters,omitempty"` // bad-input and error counters
+	Agent   string         `json:"agent"`
+	BootID  string         `json:"boot_id"`
+	Time    time.Time      `json:"time"`
+	Version string         `json:"version,omitempty"`
+	UptimeS float64        `json:"uptime_s"`
+	Outbox  OutboxHealth   `json:"outbox"`
+	Uplink  UplinkHealth   `json:"uplink"`
+	Devices []DeviceHealth `json:"devices,omitempty"`
+	// Allowlist and Doors are present on a gate (hub-protocol.md §6).
+	Allowlist *AllowlistHealth  `json:"allowlist,omitempty"`
+	Doors     []DoorHealth      `json:"doors,omitempty"`
+	Counters  map[string]uint64 `json:"counters,omitempty"` // bad-input and error counters
 }
 
 // OutboxHealth describes the agent's backlog.
@@ -89,24 +92,6 @@ type DeviceHealth struct {
 type Ack struct {
 	Agent   string `json:"agent"`
 	Through uint64 `json:"through"`
-}
-
-// Command is a signed command from the hub (reserved; hub-protocol.md §7).
-type Command struct {
-	ID      string          `json:"id"`
-	Name    string          `json:"name"`
-	Args    json.RawMessage `json:"args,omitempty"`
-	Expires time.Time       `json:"expires"`
-	Nonce   string          `json:"nonce"`
-	Sig     string          `json:"sig"` // base64 Ed25519 over the canonical form
-}
-
-// CommandResult answers a Command (reserved).
-type CommandResult struct {
-	ID      string `json:"id"`
-	OK      bool   `json:"ok"`
-	Code    string `json:"code,omitempty"` // "unsigned", "expired", "replayed", "malformed", …
-	Message string `json:"message,omitempty"`
 }
 
 // MaxControlMessage bounds JSON control messages (status, health, ack).
@@ -155,4 +140,21 @@ func decodeJSON(b []byte, v any) error {
 		return fmt.Errorf("%w: %v", ErrBadMessage, err)
 	}
 	return nil
+}
+
+// AllowlistHealth is a gate's allowlist in the health snapshot.
+type AllowlistHealth struct {
+	Version uint64 `json:"version"` // the version in effect; 0 before the first
+	Entries uint64 `json:"entries"`
+	// Receiving is "i/N" while a snapshot is arriving, else empty.
+	Receiving string `json:"receiving,omitempty"`
+}
+
+// DoorHealth is one door of a gate in the health snapshot.
+type DoorHealth struct {
+	ID       string   `json:"id"`
+	Mode     string   `json:"mode"` // normal, locked_down, free_passage
+	Released bool     `json:"released"`
+	Open     bool     `json:"open"`
+	Alarms   []string `json:"alarms,omitempty"` // active: forced_open, held_open, fire, tamper
 }
