@@ -41,7 +41,9 @@
 // (one per door, or "" for the gate) keep every door released while any is
 // active. Repeated reports of the same input level change nothing, so the
 // wiring can report every input's level at start: a fire input active at
-// start releases every door in that first Input call, before Run.
+// start releases every door in that first Input call, before Run, and a
+// contact reported open at start (a door propped open across a restart)
+// raises forced_open.
 //
 // # Actuation first
 //

@@ -151,6 +151,7 @@ type fakeOutbox struct {
 	fail     int // failures left
 	attempts int
 	panicky  bool
+	block    bool // every Append waits for its context to end
 	tried    chan struct{}
 }
 
@@ -160,6 +161,11 @@ func newFakeOutbox() *fakeOutbox { return &fakeOutbox{tried: make(chan struct{},
 
 func (o *fakeOutbox) Append(ctx context.Context, r wire.Record) (uint64, error) {
 	o.mu.Lock()
+	if o.block {
+		o.mu.Unlock()
+		<-ctx.Done()
+		return 0, ctx.Err()
+	}
 	defer func() {
 		select {
 		case o.tried <- struct{}{}:

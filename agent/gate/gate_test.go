@@ -734,3 +734,106 @@ func TestNewValidates(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestRunShutdown: when Run's context ends, the doors are halted and what
+// is queued is written with a fresh context, one attempt each, for at most
+// DrainTimeout on the clock.
+func TestRunShutdown(t *testing.T) {
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	t.Run("drained", func(t *testing.T) {
+		r := newRig(t, nil)
+		r.present("d1", "1-100", true)
+		if err := r.g.Run(cancelled); err != nil {
+			t.Fatal(err)
+		}
+		if got := len(r.out.records()); got != 4 { // decision, released, halted ×2
+			t.Errorf("%d records written, want 4", got)
+		}
+		for id, fd := range r.doors {
+			if got := fd.calls(); got[len(got)-1] != "halt@0s" {
+				t.Errorf("%s not halted: %q", id, got)
+			}
+		}
+	})
+	t.Run("outbox failing", func(t *testing.T) {
+		r := newRig(t, nil)
+		r.out.fail = 1000
+		r.present("d1", "9-999", true)
+		if err := r.g.Run(cancelled); !errors.Is(err, ErrUndrained) {
+			t.Fatalf("Run: %v", err)
+		}
+		if st := r.g.Stats(); st.Queued != 3 {
+			t.Errorf("stats %+v", st)
+		}
+	})
+	t.Run("drain timeout", func(t *testing.T) {
+		r := newRig(t, func(c *Config) { c.DrainTimeout = 3 * time.Second })
+		r.out.block = true
+		r.present("d1", "9-999", true)
+		done := make(chan error, 1)
+		go func() { done <- r.g.Run(cancelled) }()
+		r.clk.WaitPending(t, 1)
+		r.clk.Advance(3 * time.Second)
+		if err := <-done; !errors.Is(err, ErrUndrained) {
+			t.Fatalf("Run: %v", err)
+		}
+	})
+}
+
+// TestInputTime: records of an input carry the edge's time, not the time
+// the gate handled it.
+func TestInputTime(t *testing.T) {
+	r := newRig(t, nil)
+	edge := t0.Add(-40 * time.Millisecond)
+	r.g.Input(InputEvent{Door: "d1", Input: InputTamper, Active: true, At: edge})
+	r.g.Input(InputEvent{Door: "d1", Input: InputContact, Active: true, At: edge})
+	for i := 0; ; i++ {
+		e, ok := r.g.q.peek()
+		if !ok {
+			if i != 3 {
+				t.Errorf("%d records, want 3", i)
+			}
+			return
+		}
+		r.g.q.pop(true)
+		if rec := record(e); !rec.Time.Equal(edge) {
+			t.Errorf("%s at %v, want %v", rec.Body, rec.Time, edge)
+		}
+	}
+}
+
+type signalDoor struct{ secured chan struct{} }
+
+func (d signalDoor) Release() error { return nil }
+func (d signalDoor) Secure() error  { d.secured <- struct{}{}; return nil }
+func (d signalDoor) Halt() error    { return nil }
+
+// TestSystemClock runs grants and relocks on the real clock, where timers
+// fire on their own goroutines (under -race).
+func TestSystemClock(t *testing.T) {
+	al := mapAllowlist{hasher.Hash(card("1-100", t0)): {DoorGroups: []string{"g"}}}
+	eng, err := access.New(access.Config{Hasher: hasher, Allowlist: al, Doors: []access.Door{{ID: "d1", Groups: []string{"g"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	door := signalDoor{secured: make(chan struct{}, 1)}
+	g, err := New(Config{Engine: eng, Outbox: newFakeOutbox(), Doors: []DoorConfig{{ID: "d1", Door: door, UnlockPulse: time.Millisecond}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	for range 20 {
+		if !g.Present("d1", "in", card("1-100", time.Now()), true).Granted {
+			t.Fatal("denied")
+		}
+		select {
+		case <-door.secured:
+		case <-time.After(10 * time.Second):
+			t.Fatal("not secured after the pulse")
+		}
+	}
+	if st := g.Status()[0]; st.Released {
+		t.Errorf("still released: %+v", st)
+	}
+}
