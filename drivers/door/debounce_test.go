@@ -82,3 +82,94 @@ func TestDebouncerSettleAtClampsDue(t *testing.T) {
 		t.Fatalf("settled %+v %v", s, done)
 	}
 }
+
+// FuzzDebouncer checks the debouncer against a reference model over an
+// alternating edge sequence: edges closer than d form one burst; a burst
+// whose final level differs from the stable level is one change at its
+// first edge. Settle calls at arbitrary times (a timer firing late, a
+// stale timer firing early) must not change the outcome.
+func FuzzDebouncer(f *testing.F) {
+	f.Add([]byte{0, 5, 30, 2, 1, 25}, uint8(20))
+	f.Add([]byte{1, 1, 1, 1, 19, 20, 21}, uint8(20))
+	f.Add([]byte{200, 3, 3, 3, 100}, uint8(50))
+	f.Fuzz(func(t *testing.T, gaps []byte, dms uint8) {
+		d := time.Duration(dms%60+1) * time.Millisecond
+		t0 := time.Date(2026, 11, 28, 9, 0, 0, 0, time.UTC)
+		type change struct {
+			active bool
+			at     time.Time
+		}
+		// Edges alternate levels from inactive; gaps in ms; a gap byte
+		// with the top bit set also asks for a settle call before the edge
+		// at a time derived from it.
+		var at []time.Time
+		var settleAt []time.Time
+		now := t0
+		for _, g := range gaps {
+			now = now.Add(time.Duration(g&0x7f) * time.Millisecond)
+			at = append(at, now)
+			if g&0x80 != 0 {
+				settleAt = append(settleAt, now.Add(-time.Duration(g&0x0f)*time.Millisecond))
+			} else {
+				settleAt = append(settleAt, time.Time{})
+			}
+		}
+
+		var want []change
+		stable := false
+		for i := 0; i < len(at); {
+			j := i
+			for j+1 < len(at) && at[j+1].Sub(at[j]) < d {
+				j++
+			}
+			final := (j+1)%2 == 1 // edge k goes to active iff k is even
+			if final != stable {
+				stable = final
+				want = append(want, change{final, at[i]})
+			}
+			i = j + 1
+		}
+
+		b := &debouncer{d: d}
+		b.reset(false)
+		var got []change
+		take := func(s settled) {
+			if s.changed {
+				got = append(got, change{b.stable, s.at})
+			}
+		}
+		var edges, bounces uint64
+		for i, e := range at {
+			if st := settleAt[i]; !st.IsZero() && !st.Before(b.last) {
+				if s, done := b.settle(st); done {
+					take(s)
+					bounces += s.bounces
+				}
+			}
+			prev, had, _, _ := b.edge(i%2 == 0, e, e)
+			edges++
+			if had {
+				take(prev)
+				bounces += prev.bounces
+			}
+		}
+		if s, done := b.settle(now.Add(d)); done {
+			take(s)
+			bounces += s.bounces
+		}
+		if b.pending {
+			t.Fatal("burst still pending d after the last edge")
+		}
+		if len(got) != len(want) {
+			t.Fatalf("changes %v, want %v", got, want)
+		}
+		for i := range got {
+			if got[i] != want[i] {
+				t.Fatalf("changes %v, want %v", got, want)
+			}
+		}
+		if bounces+uint64(len(got)) != edges {
+			t.Fatalf("%d edges = %d bounces + %d changes, does not add up", edges, bounces, len(got))
+		}
+	})
+}
