@@ -67,6 +67,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		level     = fs.String("log-level", "info", "debug, info, warn or error")
 		sealKey   = fs.String("seal-key", "", "the hub's private key file (hubd keygen); opens sealed personal data for the records API, masked")
 		reveal    = fs.Bool("reveal-personal-data", false, "let records API requests with reveal=1 see opened personal data unmasked (needs -seal-key)")
+		alDir     = fs.String("allowlist-dir", "", "serve agents' allowlist requests from this list directory (hubd allowlist push -dir); empty for none")
 	)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -91,6 +92,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		ShareGroup:     *share,
 		HTTPAddr:       *httpAddr,
 		Logger:         log,
+		AllowlistDir:   *alDir,
 	}
 	if *reveal && *sealKey == "" {
 		return errors.New("-reveal-personal-data needs -seal-key")

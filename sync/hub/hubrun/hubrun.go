@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/kioskedge/kioskedge/sync/hub"
+	"github.com/kioskedge/kioskedge/sync/hubal"
 	"github.com/kioskedge/kioskedge/sync/hubstore"
 	"github.com/kioskedge/kioskedge/sync/sealed"
 	"github.com/kioskedge/kioskedge/sync/uplink"
@@ -49,6 +50,11 @@ type Config struct {
 	SealKey            *sealed.PrivateKey
 	Mask               func(field, value string) string
 	RevealPersonalData bool
+
+	// AllowlistDir, if set, is the hubal list directory (hubd allowlist
+	// push writes it): the hub answers every agent's allowlist requests
+	// from it, one list for all agents (firmware-specs/hub-allowlist.md).
+	AllowlistDir string
 }
 
 // Server is a running hub: store, MQTT session, ingest and HTTP API.
@@ -58,6 +64,7 @@ type Server struct {
 	store   *hubstore.Store
 	session *uplink.Session
 	hub     *hub.Hub
+	al      *hubal.Server
 	ln      net.Listener
 
 	closeOnce sync.Once
@@ -121,6 +128,17 @@ func New(cfg Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.AllowlistDir != "" {
+		dir, err := hubal.Open(cfg.AllowlistDir)
+		if err != nil {
+			return nil, err
+		}
+		s.al, err = hubal.NewServer(hubal.ServerOptions{Dir: dir, Root: cfg.Root, Transport: Adapt(s.session),
+			Logger: log.With("component", "allowlist")})
+		if err != nil {
+			return nil, err
+		}
+	}
 	if cfg.HTTPAddr != "" {
 		s.ln, err = net.Listen("tcp", cfg.HTTPAddr)
 		if err != nil {
@@ -132,6 +150,9 @@ func New(cfg Config) (_ *Server, err error) {
 
 // Hub returns the ingest, for Stats, AgentReceived, Agents and Wait.
 func (s *Server) Hub() *hub.Hub { return s.hub }
+
+// Allowlist returns the allowlist server, nil without Config.AllowlistDir.
+func (s *Server) Allowlist() *hubal.Server { return s.al }
 
 // HTTPAddr returns the address the API listens on ("" if none), with the
 // real port when Config.HTTPAddr asked for port 0.
@@ -164,7 +185,7 @@ func (s *Server) Run(ctx context.Context) error {
 	defer stopHub()
 
 	var wg sync.WaitGroup
-	errs := make(chan error, 3)
+	errs := make(chan error, 4)
 	wg.Go(func() {
 		if err := s.session.Run(sessCtx); err != nil {
 			errs <- fmt.Errorf("hubrun: mqtt session: %w", err)
@@ -186,9 +207,18 @@ func (s *Server) Run(ctx context.Context) error {
 		})
 		s.log.Info("hub http api listening", "addr", s.ln.Addr().String())
 	}
+	if s.al != nil {
+		wg.Go(func() {
+			if err := s.al.Run(hubCtx); err != nil {
+				errs <- err
+				stopHub()
+			}
+		})
+	}
 	if err := s.hub.Run(hubCtx); err != nil {
 		errs <- err
 	}
+	stopHub() // the allowlist server stops with the ingest
 	if srv != nil {
 		shCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		if err := srv.Shutdown(shCtx); err != nil {

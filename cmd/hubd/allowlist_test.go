@@ -1,0 +1,389 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kioskedge/kioskedge/agent/allowlist"
+	"github.com/kioskedge/kioskedge/agent/allowsync"
+	"github.com/kioskedge/kioskedge/agent/privacy"
+	"github.com/kioskedge/kioskedge/drivers/credential"
+	"github.com/kioskedge/kioskedge/sync/hub/hubrun"
+	"github.com/kioskedge/kioskedge/sync/uplink"
+	"github.com/kioskedge/kioskedge/sync/wire"
+	"github.com/kioskedge/kioskedge/testhw/broker"
+)
+
+// Test credentials: made up, never printed.
+const (
+	cardA  = "wiegand:H10301:123-45678"
+	idB    = "idcard:11010119900307001x"
+	ssnC   = "sscard:ssn:A1234567890"
+	ssnAlt = "sscard:A1234567890" // the same card, short form
+)
+
+func writeFile(t *testing.T, dir, name, text string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func siteKeyFile(t *testing.T, dir string) (string, []byte) {
+	t.Helper()
+	k, err := privacy.NewSiteKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "site.key")
+	if err := privacy.WriteSiteKey(p, k); err != nil {
+		t.Fatal(err)
+	}
+	return p, k
+}
+
+func keyOf(t *testing.T, siteKey []byte, c credential.Credential) allowlist.Key {
+	t.Helper()
+	k, err := allowlist.ParseKey(privacy.KeyedHash(siteKey, c))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+const schedulesCSV = `id,windows,holidays
+1,Mon-Fri 07:00-22:00; Sat 09:00-12:00,2026-01-01;2026-10-01
+2,Fri 22:00-06:30,
+`
+
+func TestParseSchedules(t *testing.T) {
+	s, err := parseSchedules(strings.NewReader(schedulesCSV), "s.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s) != 2 || len(s[0].Windows) != 2 || s[0].Windows[0] != (allowlist.Window{Days: 0x3e, From: 420, To: 1320}) ||
+		s[0].Windows[1] != (allowlist.Window{Days: 0x40, From: 540, To: 720}) || len(s[0].Holidays) != 2 ||
+		s[0].Holidays[0].String() != "2026-01-01" {
+		t.Fatalf("%+v", s)
+	}
+	// Over midnight: Friday to 24:00, then Saturday from 00:00.
+	if len(s[1].Windows) != 2 || s[1].Windows[0] != (allowlist.Window{Days: 1 << 5, From: 1320, To: 1440}) ||
+		s[1].Windows[1] != (allowlist.Window{Days: 1 << 6, From: 0, To: 390}) {
+		t.Fatalf("%+v", s[1])
+	}
+	for _, c := range []struct{ csv, want string }{
+		{"id,windows\n", "header"},
+		{"id,windows,holidays\n0,* 00:00-24:00,\n", "line 2 column id"},
+		{"id,windows,holidays\n1,Funday 07:00-09:00,\n", "line 2 column windows"},
+		{"id,windows,holidays\n1,* 07:00,\n", "line 2 column windows"},
+		{"id,windows,holidays\n1,* 07:00-09:00,\n1,* 07:00-09:00,\n", "line 3 column id"},
+		{"id,windows,holidays\n1,* 07:00-09:00,13/01/2026\n", "line 2 column holidays"},
+	} {
+		if _, err := parseSchedules(strings.NewReader(c.csv), "s.csv"); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: %v, want %q", c.csv, err, c.want)
+		}
+	}
+}
+
+func TestParseEntries(t *testing.T) {
+	key := bytes.Repeat([]byte{7}, 32)
+	scheds, _ := parseSchedules(strings.NewReader(schedulesCSV), "s.csv")
+	csvText := "credential,valid_from,valid_to,groups,schedule,staff,apb\n" +
+		"# a comment\n" +
+		cardA + ",2026-01-01,2026-12-31,3;1;3,1,yes,5\n" +
+		idB + ",,,2,,,\n" +
+		ssnC + ",2026-01-01T08:00:00+08:00,,,,no,\n"
+	es, err := parseEntries(strings.NewReader(csvText), "l.csv", key, time.UTC, scheds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(es) != 3 {
+		t.Fatalf("%d entries", len(es))
+	}
+	byKey := map[allowlist.Key]allowlist.Entry{}
+	for i, e := range es {
+		byKey[e.Key] = e
+		if i > 0 && bytes.Compare(es[i-1].Key[:], e.Key[:]) >= 0 {
+			t.Fatal("not sorted by key")
+		}
+	}
+	a := byKey[keyOf(t, key, credential.Credential{Kind: credential.Wiegand, Encoding: "H10301", Number: "123-45678"})]
+	if !a.Staff || a.Schedule != 1 || a.AntiPassback != 5 || len(a.DoorGroups) != 2 || a.DoorGroups[0] != 1 ||
+		!a.ValidFrom.Equal(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)) || !a.ValidTo.Equal(time.Date(2026, 12, 31, 23, 59, 59, 0, time.UTC)) {
+		t.Fatalf("card entry %+v", a)
+	}
+	// The ID number hashes like the card reader's read: upper-case X.
+	if _, ok := byKey[keyOf(t, key, credential.Credential{Kind: credential.IDCard, Number: "11010119900307001X"})]; !ok {
+		t.Fatal("id card entry not under the reader's hash")
+	}
+	if _, ok := byKey[keyOf(t, key, credential.Credential{Kind: credential.SSCard, Encoding: "ssn", Number: "A1234567890"})]; !ok {
+		t.Fatal("ss card entry not under the reader's hash")
+	}
+
+	head := "credential,valid_from,valid_to,groups,schedule,staff,apb\n"
+	for _, c := range []struct{ csv, want string }{
+		{"credential,colour\n", "line 1 column 2: unknown column"},
+		{"valid_from\n2026-01-01\n", "no credential column"},
+		{head + "12345678901234,,,,,,\n", "line 2 column credential"},
+		{head + "wiegand:12345678,,,,,,\n", "line 2 column credential"},
+		{head + "idcard:,,,,,,\n", "line 2 column credential"},
+		{head + cardA + ",yesterday,,,,,\n", "line 2 column valid_from"},
+		{head + cardA + ",2026-02-01,2026-01-01,,,,\n", "line 2 column valid_to"},
+		{head + cardA + ",,,1;x,,,\n", "line 2 column groups"},
+		{head + cardA + ",,,,9,,\n", "line 2 column schedule: schedule 9 is not defined"},
+		{head + cardA + ",,,,,maybe,\n", "line 2 column staff"},
+		{head + cardA + ",,,,,,-1\n", "line 2 column apb"},
+		{head + ssnC + ",,,,,,\n" + ssnAlt + ",,,,,,\n", "line 3 column credential: same credential as line 2"},
+		{head + cardA + ",,\n", "line 2"},
+		{head + cardA + ",\"2026,,,,,\n", "line 2"},
+	} {
+		_, err := parseEntries(strings.NewReader(c.csv), "l.csv", key, time.UTC, scheds)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: %v, want %q", c.csv, err, c.want)
+			continue
+		}
+		for _, secret := range []string{"45678", "1234567890", "12345678901234", "119900307"} {
+			if strings.Contains(err.Error(), secret) {
+				t.Errorf("error shows a credential number: %v", err)
+			}
+		}
+	}
+}
+
+// agentSide is a gate's allowlist wiring by hand, as kioskd does it: a
+// store, a syncer, and an MQTT session delivering the allowlist topic.
+type agentSide struct {
+	store *allowlist.Allowlist
+	sync  *allowsync.Syncer
+	stop  func()
+}
+
+func startAgentSide(t *testing.T, url, id, path string) *agentSide {
+	t.Helper()
+	store, err := allowlist.Open(path, allowlist.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	topics := wire.Topics{Root: testRoot, Agent: id}
+	var sess *uplink.Session
+	connected := make(chan struct{})
+	var connectOnce sync.Once
+	sy, err := allowsync.New(allowsync.Options{Store: store, Request: func(r wire.AllowlistRequest) error {
+		b, err := json.Marshal(r)
+		if err != nil {
+			return err
+		}
+		// The answer to a lost request comes with the next connect's Resync.
+		sess.PublishAsync(uplink.Message{Topic: topics.AllowlistRequest(), QoS: 1, Payload: b})
+		return nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess, err = uplink.NewSession(uplink.SessionOptions{Broker: url, ClientID: id, AllowPlaintext: true, Backoff: fastBackoff,
+		OnConnect: func(context.Context, *uplink.Session) {
+			sy.Resync()
+			connectOnce.Do(func() { close(connected) })
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sess.Subscribe(topics.Allowlist(), 1, func(_ string, p []byte) { sy.Handle(p) }); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := sess.Run(ctx); err != nil {
+			t.Error(err)
+		}
+	})
+	wg.Go(func() {
+		if err := sy.Run(ctx); err != nil {
+			t.Error(err)
+		}
+	})
+	a := &agentSide{store: store, sync: sy}
+	var once sync.Once
+	a.stop = func() {
+		once.Do(func() {
+			cancel()
+			wg.Wait()
+			if err := store.Close(); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	t.Cleanup(a.stop)
+	select {
+	case <-connected:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("%s: not connected within 20s", id)
+	}
+	return a
+}
+
+const testRoot = "kioskedge/al"
+
+var fastBackoff = uplink.Backoff{Min: 20 * time.Millisecond, Max: 200 * time.Millisecond, StableAfter: time.Second}
+
+func TestAllowlistPushEndToEnd(t *testing.T) {
+	b := broker.ForTest(t, broker.Options{Kind: broker.Mochi})
+	dir := t.TempDir()
+	keyPath, siteKey := siteKeyFile(t, dir)
+	listDir := filepath.Join(dir, "lists")
+	sched := writeFile(t, dir, "schedules.csv", schedulesCSV)
+
+	srv, err := hubrun.New(hubrun.Config{Broker: b.URL(), AllowPlaintext: true, Backoff: fastBackoff, ClientID: "hub",
+		Root: testRoot, DBPath: filepath.Join(dir, "hub.db"), AllowlistDir: listDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	hubDone := make(chan error, 1)
+	go func() { hubDone <- srv.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-hubDone; err != nil {
+			t.Error(err)
+		}
+		if err := srv.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+
+	g1 := startAgentSide(t, b.URL(), "gate-1", filepath.Join(dir, "g1.db"))
+	g2Path := filepath.Join(dir, "g2.db")
+	g2 := startAgentSide(t, b.URL(), "gate-2", g2Path)
+
+	head := "credential,valid_from,valid_to,groups,schedule,staff,apb\n"
+	push := func(csvText string, agents ...string) string {
+		t.Helper()
+		f := writeFile(t, dir, "list.csv", head+csvText)
+		args := []string{"allowlist", "push", "-csv", f, "-schedules", sched, "-site-key", keyPath, "-dir", listDir, "-tz", "UTC"}
+		if len(agents) > 0 {
+			args = append(args, "-broker", b.URL(), "-plaintext", "-root", testRoot, "-timeout", "20s")
+			for _, a := range agents {
+				args = append(args, "-agent", a)
+			}
+		}
+		var out bytes.Buffer
+		if err := run(args, &out); err != nil {
+			t.Fatalf("push: %v\n%s", err, out.String())
+		}
+		for _, secret := range []string{"45678", "1234567890", "119900307"} {
+			if strings.Contains(out.String(), secret) {
+				t.Fatalf("push output shows a credential number: %s", out.String())
+			}
+		}
+		return out.String()
+	}
+	has := func(a *agentSide, c credential.Credential) bool {
+		_, ok, err := a.store.Lookup(keyOf(t, siteKey, c))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	card := credential.Credential{Kind: credential.Wiegand, Encoding: "H10301", Number: "123-45678"}
+	id := credential.Credential{Kind: credential.IDCard, Number: "11010119900307001X"}
+	ssn := credential.Credential{Kind: credential.SSCard, Encoding: "ssn", Number: "A1234567890"}
+
+	// Version 1, sent now to both gates: a snapshot.
+	out := push(cardA+",2026-01-01,,1;2,1,yes,\n"+idB+",,,2,,,\n", "gate-1", "gate-2")
+	if !strings.Contains(out, "published allowlist version 1") || !strings.Contains(out, "sent version 1 snapshot to gate-2") {
+		t.Fatalf("push output: %s", out)
+	}
+	for _, a := range []*agentSide{g1, g2} {
+		eventually(t, "version 1 on the gates", func() bool { return a.store.Version() == 1 })
+		if !has(a, card) || !has(a, id) || has(a, ssn) || a.store.Count() != 2 {
+			t.Fatal("version 1 content wrong")
+		}
+	}
+	e, _, _ := g1.store.Lookup(keyOf(t, siteKey, card))
+	if !e.Staff || e.Schedule != 1 || len(e.DoorGroups) != 2 {
+		t.Fatalf("card entry %+v", e)
+	}
+	if s, ok, err := g1.store.Schedule(2); err != nil || !ok || len(s.Windows) != 2 {
+		t.Fatalf("schedule 2: %+v %v %v", s, ok, err)
+	}
+
+	// gate-2 goes offline; two versions are pushed to gate-1 only.
+	g2.stop()
+	push(cardA+",2026-01-01,,1;2,1,yes,\n"+idB+",,,2,,,\n"+ssnC+",,,3,,,\n", "gate-1")
+	out = push(cardA+",2026-01-01,,1;2;4,1,yes,\n"+ssnC+",,,3,,,\n", "gate-1")
+	if !strings.Contains(out, "delta from 2: 1 upserts, 1 deletes") || !strings.Contains(out, "sent version 3 delta to gate-1") {
+		t.Fatalf("push output: %s", out)
+	}
+	eventually(t, "version 3 on gate-1", func() bool { return g1.store.Version() == 3 })
+	if st := g1.sync.Stats(); st.DeltasApplied != 2 || st.SnapshotsApplied != 1 {
+		t.Fatalf("gate-1 stats %+v", st)
+	}
+
+	// gate-2 reconnects with its store at version 1 and catches up by deltas.
+	g2 = startAgentSide(t, b.URL(), "gate-2", g2Path)
+	eventually(t, "gate-2 caught up", func() bool { return g2.store.Version() == 3 })
+	if !has(g2, card) || has(g2, id) || !has(g2, ssn) || g2.store.Count() != 2 {
+		t.Fatal("version 3 content wrong on gate-2")
+	}
+	e, _, _ = g2.store.Lookup(keyOf(t, siteKey, card))
+	if len(e.DoorGroups) != 3 {
+		t.Fatalf("updated card entry %+v", e)
+	}
+	if st := g2.sync.Stats(); st.DeltasApplied != 2 || st.SnapshotsApplied != 0 {
+		t.Fatalf("gate-2 stats %+v (want a catch-up by deltas)", st)
+	}
+	if st := srv.Allowlist().Stats(); st.Deltas < 2 {
+		t.Fatalf("hub allowlist stats %+v", st)
+	}
+
+	// show lists the versions.
+	var show bytes.Buffer
+	if err := run([]string{"allowlist", "show", "-dir", listDir}, &show); err != nil {
+		t.Fatal(err)
+	}
+	if lines := strings.Split(strings.TrimSpace(show.String()), "\n"); len(lines) != 4 || !strings.Contains(lines[3], "from 2: +1 -1") {
+		t.Fatalf("show:\n%s", show.String())
+	}
+}
+
+func TestAllowlistCmdErrors(t *testing.T) {
+	dir := t.TempDir()
+	keyPath, _ := siteKeyFile(t, dir)
+	f := writeFile(t, dir, "l.csv", "credential\n"+cardA+"\n")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"allowlist"}, "subcommand"},
+		{[]string{"allowlist", "pull"}, "unknown subcommand"},
+		{[]string{"allowlist", "push", "-csv", f}, "required"},
+		{[]string{"allowlist", "push", "-csv", f, "-site-key", keyPath, "-dir", dir, "-agent", "g"}, "-agent needs -broker"},
+		{[]string{"allowlist", "push", "-csv", f, "-site-key", keyPath, "-dir", dir + "/l", "-version", "0", "-tz", "Mars/Base"}, "-tz"},
+		{[]string{"allowlist", "show"}, "-dir is required"},
+		{[]string{"allowlist", "show", "-dir", filepath.Join(dir, "none")}, "no such file"},
+	} {
+		var out bytes.Buffer
+		if err := run(c.args, &out); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: %v, want %q", c.args, err, c.want)
+		}
+	}
+	// -version must go above the latest.
+	l := filepath.Join(dir, "lists")
+	base := []string{"allowlist", "push", "-csv", f, "-site-key", keyPath, "-dir", l}
+	if err := run(append(base, "-version", "5"), &bytes.Buffer{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := run(append(base, "-version", "5"), &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "not above the latest") {
+		t.Fatal(err)
+	}
+}
