@@ -236,6 +236,9 @@ func (c Config) validateGate() []string {
 			bad(k+".raw_bits", "26, 34 and 37 are decoded formats, not raw lengths")
 		}
 	}
+	if len(c.Doors) > 0 && c.Privacy.SiteKeyFile == "" {
+		bad("privacy.site_key_file", "required with [[door]]s: the allowlist is looked up by keyed credential hash")
+	}
 	if len(c.Wiegand) > 0 && len(c.Doors) == 0 {
 		bad("wiegand", "readers need a [[door]]")
 	}

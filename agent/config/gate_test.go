@@ -8,6 +8,9 @@ import (
 )
 
 const gateDoors = `
+[privacy]
+site_key_file = "keys/site.key"
+
 [gate]
 command_key_file = "keys/cmd.pub"
 unlock_pulse = "4s"
@@ -102,7 +105,7 @@ raw_bits = [26]
 		t.Fatalf("err = %v, want ErrInvalid", err)
 	}
 	for _, want := range []string{
-		"gate.debounce:", "gate.denial_threshold:",
+		"gate.debounce:", "gate.denial_threshold:", "privacy.site_key_file: required with [[door]]s",
 		"door[0].lock: required", `door[0].fire: line "gpiochip0:1" is already used by door[0].relay`,
 		"door[0].mode:", "door[0].timezone:", "door[0].anti_passback_group:",
 		`door[1].id: "a" is used by another door`, "door[1].lock:", `door[1].relay: "GPIO17" is not a line`,
