@@ -399,3 +399,15 @@ func TestLargeSnapshot(t *testing.T) {
 		t.Fatalf("%+v", st)
 	}
 }
+
+func TestRequestErrorsAndOptions(t *testing.T) {
+	f := newFixture(t, Options{})
+	f.s.opts.Request = func(wire.AllowlistRequest) error { return errors.New("not connected") }
+	f.feed(deltaMsg(t, 3, 4, entries(1, 5, 5), nil))
+	if st := f.s.Stats(); st.RequestErrors != 1 || st.Requests != 0 {
+		t.Fatalf("%+v", st)
+	}
+	if _, err := New(Options{Store: f.store}); !errors.Is(err, ErrOptions) {
+		t.Error(err)
+	}
+}

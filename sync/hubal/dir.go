@@ -61,8 +61,14 @@ type Publication struct {
 // directory at once must not happen (the rename makes the loser fail).
 type Dir struct {
 	path string
-	mu   sync.Mutex // Publish
+	mu   sync.Mutex // Publish, Prune
 	now  func() time.Time
+
+	// The snapshot read last, kept: a published version never changes, and
+	// every agent asking for a snapshot wants the latest.
+	cacheMu sync.Mutex
+	cacheV  uint64
+	cache   [][]byte
 }
 
 // Open opens (creating if needed) the list directory at path and removes
@@ -142,6 +148,23 @@ func (d *Dir) Info(v uint64) (Info, error) {
 // the file system's, or ErrCorrupt for a message that does not decode as
 // chunk i of v.
 func (d *Dir) Snapshot(v uint64) ([][]byte, error) {
+	d.cacheMu.Lock()
+	defer d.cacheMu.Unlock()
+	if d.cacheV == v && d.cache != nil {
+		// Still published? Prune may have removed it.
+		if _, err := os.Stat(filepath.Join(d.path, versionName(v))); err == nil {
+			return slices.Clone(d.cache), nil
+		}
+	}
+	msgs, err := d.readSnapshot(v)
+	if err != nil {
+		return nil, err
+	}
+	d.cacheV, d.cache = v, msgs
+	return slices.Clone(msgs), nil
+}
+
+func (d *Dir) readSnapshot(v uint64) ([][]byte, error) {
 	info, err := d.Info(v)
 	if err != nil {
 		return nil, err
@@ -162,7 +185,8 @@ func (d *Dir) Snapshot(v uint64) ([][]byte, error) {
 }
 
 // Chunks returns version v's snapshot chunks (allowlist.md §4) without
-// their message headers, for a publisher computing the next delta.
+// their message headers, for a publisher computing the next delta. The
+// chunks must not be modified.
 func (d *Dir) Chunks(v uint64) ([][]byte, error) {
 	msgs, err := d.Snapshot(v)
 	for i, m := range msgs {

@@ -94,6 +94,9 @@ func TestDirPublishAndRead(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(path, ".tmp-00000000000000000009-1")); !os.IsNotExist(err) {
 		t.Fatal("leftover kept", err)
 	}
+	if _, err := d.Snapshot(1); err != nil { // cached now
+		t.Fatal(err)
+	}
 	if err := d.Prune(2); err != nil {
 		t.Fatal(err)
 	}
@@ -102,6 +105,9 @@ func TestDirPublishAndRead(t *testing.T) {
 	}
 	if _, err := d.Info(1); !errors.Is(err, ErrNoList) {
 		t.Fatal(err)
+	}
+	if _, err := d.Snapshot(1); !errors.Is(err, ErrNoList) {
+		t.Fatal("pruned snapshot still served from the cache:", err)
 	}
 }
 

@@ -25,6 +25,9 @@ type ServerOptions struct {
 	Dir       *Dir          // required
 	Root      string        // topic root; required
 	Transport hub.Transport // required
+	// ShareGroup, if set, subscribes to requests with
+	// $share/<group>/… so that of several hubs side by side one answers.
+	ShareGroup string
 	// QueueLen bounds the agents with a request waiting; a request from
 	// an agent already waiting replaces its earlier one (coalesced), one
 	// from a new agent over the bound is dropped (the agent asks again at
@@ -166,7 +169,11 @@ func (s *Server) Run(ctx context.Context) error {
 	if !s.running.CompareAndSwap(false, true) {
 		return fmt.Errorf("%w: Run called twice", ErrOptions)
 	}
-	if err := s.opts.Transport.Subscribe(wire.Filter(s.opts.Root, wire.LeafAllowlistRequest), 1, s.onRequest); err != nil {
+	filter := wire.Filter(s.opts.Root, wire.LeafAllowlistRequest)
+	if s.opts.ShareGroup != "" {
+		filter = wire.SharedFilter(s.opts.ShareGroup, s.opts.Root, wire.LeafAllowlistRequest)
+	}
+	if err := s.opts.Transport.Subscribe(filter, 1, s.onRequest); err != nil {
 		return fmt.Errorf("hubal: subscribing: %w", err)
 	}
 	for {

@@ -134,7 +134,7 @@ func New(cfg Config) (_ *Server, err error) {
 			return nil, err
 		}
 		s.al, err = hubal.NewServer(hubal.ServerOptions{Dir: dir, Root: cfg.Root, Transport: Adapt(s.session),
-			Logger: log.With("component", "allowlist")})
+			ShareGroup: cfg.ShareGroup, Logger: log.With("component", "allowlist")})
 		if err != nil {
 			return nil, err
 		}
