@@ -128,6 +128,9 @@ type Uplink struct {
 	batches, records, acks, rewinds, timeouts, badAcks, beyond atomic.Uint64
 	pubErrs, srcErrs, births                                   atomic.Uint64
 
+	hookMu sync.Mutex
+	hooks  []func()
+
 	runOnce atomic.Bool
 
 	// afterPublish, if set (tests only), runs on the drain goroutine right
@@ -307,6 +310,12 @@ func (u *Uplink) status(state, reason string, bd uint64) []byte {
 func (u *Uplink) onConnect(ctx context.Context, s *Session) {
 	n := s.connects.Load()
 	u.publishBirth(ctx)
+	u.hookMu.Lock()
+	hooks := append([]func(){}, u.hooks...)
+	u.hookMu.Unlock()
+	for _, f := range hooks {
+		f()
+	}
 	// Monotonic: the OnConnect of an earlier connection can finish after a
 	// later one's (its birth failing with the lost connection). Storing its
 	// smaller number would leave gen != connects, and the drain sends only
@@ -318,6 +327,16 @@ func (u *Uplink) onConnect(ctx context.Context, s *Session) {
 		}
 	}
 	u.poke()
+}
+
+// OnConnect registers f to be called after each (re)connect, once the
+// birth has been published, on the session's connect goroutine; f must not
+// block long. Parts of the agent that talk to the hub over their own topics
+// (the allowlist receiver asking to catch up) use it.
+func (u *Uplink) OnConnect(f func()) {
+	u.hookMu.Lock()
+	defer u.hookMu.Unlock()
+	u.hooks = append(u.hooks, f)
 }
 
 func (u *Uplink) publishBirth(ctx context.Context) {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -343,4 +344,35 @@ func TestUplinkGenerationNeverGoesBack(t *testing.T) {
 	if g := u.gen.Load(); g != 2 {
 		t.Fatalf("generation %d after connection 2 was up", g)
 	}
+}
+
+func TestUplinkOnConnectHooksRunAfterEachConnect(t *testing.T) {
+	t.Parallel()
+	broker.Each(t, func(t *testing.T, b *broker.Broker) {
+		t.Parallel()
+		startHub(t, b.URL(), testRoot, false)
+		u, err := New(Options{
+			Session: SessionOptions{Broker: b.URL(), AllowPlaintext: true,
+				Backoff: Backoff{Min: 20 * time.Millisecond, Max: 100 * time.Millisecond, StableAfter: time.Second}},
+			Root: testRoot, Agent: "box-hook", BootID: "boot-1", BdSeqPath: filepath.Join(t.TempDir(), "bdseq"),
+		}, newMemSource(0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var calls atomic.Int64
+		var birthsAtCall atomic.Uint64
+		u.OnConnect(func() { birthsAtCall.Store(u.Stats().Births); calls.Add(1) })
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- u.Run(ctx) }()
+		defer func() { cancel(); <-done }()
+		waitFor(t, "hook after the first connect", func() bool { return calls.Load() == 1 })
+		if birthsAtCall.Load() != 1 {
+			t.Errorf("hook ran with %d births published, want the birth first", birthsAtCall.Load())
+		}
+		if err := b.Restart(); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "hook after the reconnect", func() bool { return calls.Load() >= 2 })
+	})
 }
