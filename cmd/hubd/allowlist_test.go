@@ -237,7 +237,10 @@ const testRoot = "kioskedge/al"
 var fastBackoff = uplink.Backoff{Min: 20 * time.Millisecond, Max: 200 * time.Millisecond, StableAfter: time.Second}
 
 func TestAllowlistPushEndToEnd(t *testing.T) {
-	b := broker.ForTest(t, broker.Options{Kind: broker.Mochi})
+	broker.Each(t, testAllowlistPushEndToEnd)
+}
+
+func testAllowlistPushEndToEnd(t *testing.T, b *broker.Broker) {
 	dir := t.TempDir()
 	keyPath, siteKey := siteKeyFile(t, dir)
 	listDir := filepath.Join(dir, "lists")
@@ -344,6 +347,13 @@ func TestAllowlistPushEndToEnd(t *testing.T) {
 	}
 	if st := srv.Allowlist().Stats(); st.Deltas < 2 {
 		t.Fatalf("hub allowlist stats %+v", st)
+	}
+
+	// A new gate gets the latest snapshot from the hub on its own.
+	g3 := startAgentSide(t, b.URL(), "gate-3", filepath.Join(dir, "g3.db"))
+	eventually(t, "gate-3 has the list", func() bool { return g3.store.Version() == 3 })
+	if !has(g3, ssn) || g3.store.Count() != 2 || g3.sync.Stats().SnapshotsApplied != 1 {
+		t.Fatalf("gate-3: %+v", g3.sync.Stats())
 	}
 
 	// show lists the versions.
