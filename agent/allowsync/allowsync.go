@@ -330,6 +330,14 @@ func (s *Syncer) chunk(m *wire.AllowlistMessage) {
 			s.request(wire.WantSnapshot, wire.ReasonIncomplete, false)
 			return
 		}
+		if m.Version == st.Version() && (s.lastReq.Want != wire.WantSnapshot || s.answered) {
+			// The list in effect, sent to a group or to another agent's
+			// request: a repair only when this agent asked for one. Its
+			// other chunks are ignored too.
+			s.orphan = id
+			s.count(func(st *Stats) { st.Stale++ })
+			return
+		}
 		if s.snap != nil {
 			s.count(func(st *Stats) { st.Restarted++ })
 			s.snap = nil

@@ -411,3 +411,19 @@ func TestRequestErrorsAndOptions(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// A snapshot of the version in effect is applied only when asked for.
+func TestSameVersionSnapshotOnlyOnRequest(t *testing.T) {
+	f := newFixture(t, Options{})
+	es := entries(500, 1, 1)
+	f.feed(snapshotMsgs(t, 3, es, 200)...)
+	other := entries(400, 2, 2)
+	f.feed(snapshotMsgs(t, 3, other, 200)...) // same version, other content: not asked for
+	mustHave(t, f.store, es, 3)
+	if st := f.s.Stats(); st.Stale != 1 || st.Orphans != 2 {
+		t.Fatalf("%+v", st)
+	}
+	f.s.request(wire.WantSnapshot, wire.ReasonCorrupt, false)
+	f.feed(snapshotMsgs(t, 3, other, 200)...)
+	mustHave(t, f.store, other, 3)
+}

@@ -48,6 +48,17 @@ func (a *agentList) Set(s string) error {
 	return nil
 }
 
+type groupList []string
+
+func (g *groupList) String() string { return strings.Join(*g, ",") }
+func (g *groupList) Set(s string) error {
+	if err := wire.ValidateID("group", s); err != nil {
+		return err
+	}
+	*g = append(*g, s)
+	return nil
+}
+
 func allowlistPush(args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("hubd allowlist push", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -69,8 +80,10 @@ func allowlistPush(args []string, stderr io.Writer) error {
 		plaintext = fs.Bool("plaintext", false, "allow a plaintext tcp:// broker (lab only)")
 		timeout   = fs.Duration("timeout", 30*time.Second, "how long to try publishing with -broker")
 		agents    agentList
+		groups    groupList
 	)
 	fs.Var(&agents, "agent", "agent id to publish to now (repeatable; needs -broker)")
+	fs.Var(&groups, "group", "group to publish to now on its group topic (repeatable; needs -broker)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -79,8 +92,8 @@ func allowlistPush(args []string, stderr io.Writer) error {
 		return fmt.Errorf("allowlist push: unexpected arguments %q", fs.Args())
 	case *csvPath == "" || *keyPath == "" || *dirPath == "":
 		return errors.New("allowlist push: -csv, -site-key and -dir are required")
-	case len(agents) > 0 && *broker == "":
-		return errors.New("allowlist push: -agent needs -broker")
+	case len(agents)+len(groups) > 0 && *broker == "":
+		return errors.New("allowlist push: -agent and -group need -broker")
 	case *perChunk < 1:
 		return errors.New("allowlist push: -per-chunk must be at least 1")
 	}
@@ -127,7 +140,7 @@ func allowlistPush(args []string, stderr io.Writer) error {
 			return err
 		}
 	}
-	if *broker == "" || len(agents) == 0 {
+	if *broker == "" || len(agents)+len(groups) == 0 {
 		return nil
 	}
 	opts := uplink.SessionOptions{Broker: *broker, ClientID: *clientID, AllowPlaintext: *plaintext}
@@ -136,7 +149,14 @@ func allowlistPush(args []string, stderr io.Writer) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
-	return pushNow(ctx, opts, dir, info, *root, agents, stderr)
+	var topics []string
+	for _, a := range agents {
+		topics = append(topics, wire.Topics{Root: *root, Agent: a}.Allowlist())
+	}
+	for _, g := range groups {
+		topics = append(topics, wire.GroupAllowlistTopic(*root, g))
+	}
+	return pushNow(ctx, opts, dir, info, topics, stderr)
 }
 
 // publishList encodes entries and schedules as the next version, with the
@@ -254,7 +274,7 @@ func deltaFrom(dir *hubal.Dir, from, to uint64, entries []allowlist.Entry, sched
 
 // pushNow publishes version info's delta (or, without one, its snapshot)
 // to each agent.
-func pushNow(ctx context.Context, opts uplink.SessionOptions, dir *hubal.Dir, info hubal.Info, root string, agents []string, stderr io.Writer) error {
+func pushNow(ctx context.Context, opts uplink.SessionOptions, dir *hubal.Dir, info hubal.Info, topics []string, stderr io.Writer) error {
 	msgs, err := dir.Snapshot(info.Version)
 	if err != nil {
 		return err
@@ -292,11 +312,11 @@ func pushNow(ctx context.Context, opts uplink.SessionOptions, dir *hubal.Dir, in
 		return fmt.Errorf("allowlist push: broker not reached: %w", ctx.Err())
 	}
 	tr := hubrun.Adapt(s)
-	for _, a := range agents {
-		if err := hubal.Send(ctx, tr, wire.Topics{Root: root, Agent: a}.Allowlist(), msgs); err != nil {
-			return fmt.Errorf("allowlist push: publishing to %s: %w", a, err)
+	for _, topic := range topics {
+		if err := hubal.Send(ctx, tr, topic, msgs); err != nil {
+			return fmt.Errorf("allowlist push: publishing on %s: %w", topic, err)
 		}
-		fmt.Fprintf(stderr, "sent version %d %s to %s\n", info.Version, what, a)
+		fmt.Fprintf(stderr, "sent version %d %s on %s\n", info.Version, what, topic)
 	}
 	return nil
 }

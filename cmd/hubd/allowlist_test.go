@@ -197,8 +197,10 @@ func startAgentSide(t *testing.T, url, id, path string) *agentSide {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := sess.Subscribe(topics.Allowlist(), 1, func(_ string, p []byte) { sy.Handle(p) }); err != nil {
-		t.Fatal(err)
+	for _, topic := range []string{topics.Allowlist(), wire.GroupAllowlistTopic(testRoot, "all")} {
+		if err := sess.Subscribe(topic, 1, func(_ string, p []byte) { sy.Handle(p) }); err != nil {
+			t.Fatal(err)
+		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -233,6 +235,23 @@ func startAgentSide(t *testing.T, url, id, path string) *agentSide {
 }
 
 const testRoot = "kioskedge/al"
+
+// settled waits for a gate's counters to show deltas and snapshots applied
+// (the store's version moves just before the counters do).
+func settled(t *testing.T, a *agentSide, deltas, snapshots uint64) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st := a.sync.Stats()
+		if st.DeltasApplied == deltas && st.SnapshotsApplied == snapshots {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("stats %+v, want %d deltas and %d snapshots applied", st, deltas, snapshots)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
 
 var fastBackoff = uplink.Backoff{Min: 20 * time.Millisecond, Max: 200 * time.Millisecond, StableAfter: time.Second}
 
@@ -269,14 +288,18 @@ func testAllowlistPushEndToEnd(t *testing.T, b *broker.Broker) {
 	g2 := startAgentSide(t, b.URL(), "gate-2", g2Path)
 
 	head := "credential,valid_from,valid_to,groups,schedule,staff,apb\n"
-	push := func(csvText string, agents ...string) string {
+	push := func(csvText string, targets ...string) string {
 		t.Helper()
 		f := writeFile(t, dir, "list.csv", head+csvText)
 		args := []string{"allowlist", "push", "-csv", f, "-schedules", sched, "-site-key", keyPath, "-dir", listDir, "-tz", "UTC"}
-		if len(agents) > 0 {
+		if len(targets) > 0 {
 			args = append(args, "-broker", b.URL(), "-plaintext", "-root", testRoot, "-timeout", "20s")
-			for _, a := range agents {
-				args = append(args, "-agent", a)
+			for _, a := range targets {
+				if g, ok := strings.CutPrefix(a, "group:"); ok {
+					args = append(args, "-group", g)
+				} else {
+					args = append(args, "-agent", a)
+				}
 			}
 		}
 		var out bytes.Buffer
@@ -303,7 +326,7 @@ func testAllowlistPushEndToEnd(t *testing.T, b *broker.Broker) {
 
 	// Version 1, sent now to both gates: a snapshot.
 	out := push(cardA+",2026-01-01,,1;2,1,yes,\n"+idB+",,,2,,,\n", "gate-1", "gate-2")
-	if !strings.Contains(out, "published allowlist version 1") || !strings.Contains(out, "sent version 1 snapshot to gate-2") {
+	if !strings.Contains(out, "published allowlist version 1") || !strings.Contains(out, "sent version 1 snapshot on kioskedge/al/v1/gate-2/allowlist") {
 		t.Fatalf("push output: %s", out)
 	}
 	for _, a := range []*agentSide{g1, g2} {
@@ -324,13 +347,11 @@ func testAllowlistPushEndToEnd(t *testing.T, b *broker.Broker) {
 	g2.stop()
 	push(cardA+",2026-01-01,,1;2,1,yes,\n"+idB+",,,2,,,\n"+ssnC+",,,3,,,\n", "gate-1")
 	out = push(cardA+",2026-01-01,,1;2;4,1,yes,\n"+ssnC+",,,3,,,\n", "gate-1")
-	if !strings.Contains(out, "delta from 2: 1 upserts, 1 deletes") || !strings.Contains(out, "sent version 3 delta to gate-1") {
+	if !strings.Contains(out, "delta from 2: 1 upserts, 1 deletes") || !strings.Contains(out, "sent version 3 delta on kioskedge/al/v1/gate-1/allowlist") {
 		t.Fatalf("push output: %s", out)
 	}
 	eventually(t, "version 3 on gate-1", func() bool { return g1.store.Version() == 3 })
-	if st := g1.sync.Stats(); st.DeltasApplied != 2 || st.SnapshotsApplied != 1 {
-		t.Fatalf("gate-1 stats %+v", st)
-	}
+	settled(t, g1, 2, 1)
 
 	// gate-2 reconnects with its store at version 1 and catches up by deltas.
 	g2 = startAgentSide(t, b.URL(), "gate-2", g2Path)
@@ -342,26 +363,34 @@ func testAllowlistPushEndToEnd(t *testing.T, b *broker.Broker) {
 	if len(e.DoorGroups) != 3 {
 		t.Fatalf("updated card entry %+v", e)
 	}
-	if st := g2.sync.Stats(); st.DeltasApplied != 2 || st.SnapshotsApplied != 0 {
-		t.Fatalf("gate-2 stats %+v (want a catch-up by deltas)", st)
-	}
-	if st := srv.Allowlist().Stats(); st.Deltas < 2 {
-		t.Fatalf("hub allowlist stats %+v", st)
-	}
+	settled(t, g2, 2, 0) // a catch-up by deltas
+	// The hub counts an answer once the broker acknowledged all of it.
+	eventually(t, "the hub counts the deltas it sent", func() bool { return srv.Allowlist().Stats().Deltas >= 2 })
 
 	// A new gate gets the latest snapshot from the hub on its own.
 	g3 := startAgentSide(t, b.URL(), "gate-3", filepath.Join(dir, "g3.db"))
 	eventually(t, "gate-3 has the list", func() bool { return g3.store.Version() == 3 })
-	if !has(g3, ssn) || g3.store.Count() != 2 || g3.sync.Stats().SnapshotsApplied != 1 {
-		t.Fatalf("gate-3: %+v", g3.sync.Stats())
+	settled(t, g3, 0, 1)
+	if !has(g3, ssn) || g3.store.Count() != 2 {
+		t.Fatal("gate-3 content wrong")
 	}
+
+	// Version 4 to the group every gate is in: one publish, a delta.
+	push(cardA+",2026-01-01,,1;2;4,1,yes,\n", "group:all")
+	for _, a := range []*agentSide{g1, g2, g3} {
+		eventually(t, "version 4 on every gate", func() bool { return a.store.Version() == 4 })
+		if has(a, ssn) || a.store.Count() != 1 {
+			t.Fatal("version 4 content wrong")
+		}
+	}
+	settled(t, g3, 1, 1)
 
 	// show lists the versions.
 	var show bytes.Buffer
 	if err := run([]string{"allowlist", "show", "-dir", listDir}, &show); err != nil {
 		t.Fatal(err)
 	}
-	if lines := strings.Split(strings.TrimSpace(show.String()), "\n"); len(lines) != 4 || !strings.Contains(lines[3], "from 2: +1 -1") {
+	if lines := strings.Split(strings.TrimSpace(show.String()), "\n"); len(lines) != 5 || !strings.Contains(lines[3], "from 2: +1 -1") {
 		t.Fatalf("show:\n%s", show.String())
 	}
 }
@@ -377,7 +406,7 @@ func TestAllowlistCmdErrors(t *testing.T) {
 		{[]string{"allowlist"}, "subcommand"},
 		{[]string{"allowlist", "pull"}, "unknown subcommand"},
 		{[]string{"allowlist", "push", "-csv", f}, "required"},
-		{[]string{"allowlist", "push", "-csv", f, "-site-key", keyPath, "-dir", dir, "-agent", "g"}, "-agent needs -broker"},
+		{[]string{"allowlist", "push", "-csv", f, "-site-key", keyPath, "-dir", dir, "-agent", "g"}, "-agent and -group need -broker"},
 		{[]string{"allowlist", "push", "-csv", f, "-site-key", keyPath, "-dir", dir + "/l", "-version", "0", "-tz", "Mars/Base"}, "-tz"},
 		{[]string{"allowlist", "show"}, "-dir is required"},
 		{[]string{"allowlist", "show", "-dir", filepath.Join(dir, "none")}, "no such file"},

@@ -16,6 +16,17 @@ const LeafAllowlistRequest = "allowlist/req"
 // updates on (hub-allowlist.md §2).
 func (t Topics) AllowlistRequest() string { return t.leaf(LeafAllowlistRequest) }
 
+// GroupLevel is the topic level under <root>/v1/ that group topics live
+// under; '$' never starts an agent id, so no agent's topics collide.
+const GroupLevel = "$group"
+
+// GroupAllowlistTopic is the topic a list is published on to every agent
+// subscribed as a member of group (hub-allowlist.md §2). The caller
+// validates group with ValidateID.
+func GroupAllowlistTopic(root, group string) string {
+	return root + "/" + Version + "/" + GroupLevel + "/" + group + "/" + LeafAllowlist
+}
+
 // Allowlist message types (hub-allowlist.md §3).
 const (
 	AllowlistChunk byte = 1 // one chunk of a snapshot

@@ -149,6 +149,12 @@ func TestAllowlistRequest(t *testing.T) {
 	if got := (Topics{Root: "r", Agent: "a"}).AllowlistRequest(); got != "r/v1/a/allowlist/req" {
 		t.Error(got)
 	}
+	if got := GroupAllowlistTopic("r", "all"); got != "r/v1/$group/all/allowlist" {
+		t.Error(got)
+	}
+	if _, _, err := ParseTopic("r", GroupAllowlistTopic("r", "all")); err == nil {
+		t.Error("a group topic parses as an agent's")
+	}
 	if a, leaf, err := ParseTopic("r", "r/v1/a/allowlist/req"); err != nil || a != "a" || leaf != LeafAllowlistRequest {
 		t.Error(a, leaf, err)
 	}
