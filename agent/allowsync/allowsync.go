@@ -51,13 +51,16 @@ type Options struct {
 	// applied; 0 takes DefaultQueueLen, DefaultQueueBytes.
 	QueueLen   int
 	QueueBytes int
-	// MinRequestInterval suppresses a request equal to the previous one
-	// (same have and want) sent less than this ago while nothing answered
-	// it, so a burst of bad chunks makes one request. 0 takes
+	// MinRequestInterval spaces requests: one due less than this after the
+	// previous is deferred until the interval has passed (several deferred
+	// ones make one, a snapshot want winning), so a burst of bad chunks
+	// makes one request and a broken store cannot make the hub send
+	// snapshots back to back. Resync is never deferred. 0 takes
 	// DefaultMinRequestInterval.
 	MinRequestInterval time.Duration
-	Now                func() time.Time // nil: time.Now
-	Logger             *slog.Logger     // nil discards
+	Now                func() time.Time                     // nil: time.Now
+	After              func(time.Duration) <-chan time.Time // nil: time.After
+	Logger             *slog.Logger                         // nil discards
 }
 
 // Stats are the syncer's progress and counters.
@@ -86,7 +89,7 @@ type Stats struct {
 	StoreErrors      uint64 // other store failures
 	Requests         uint64 // requests published
 	RequestErrors    uint64
-	Suppressed       uint64 // requests not sent as repeats (MinRequestInterval)
+	Deferred         uint64 // requests deferred by MinRequestInterval (and merged)
 }
 
 // Health returns the allowlist part of the health snapshot.
@@ -127,8 +130,9 @@ type Syncer struct {
 	applied   snapID // the last snapshot committed: its chunks again are duplicates
 	lastReq   wire.AllowlistRequest
 	lastAt    time.Time
-	answered  bool   // something arrived since the last request
-	pendingTo uint64 // highest delta target seen while a snapshot was arriving
+	answered  bool                   // something arrived since the last request
+	deferred  *wire.AllowlistRequest // due at lastAt + MinRequestInterval
+	pendingTo uint64                 // highest delta target seen while a snapshot was arriving
 
 	mu    sync.Mutex
 	stats Stats
@@ -145,6 +149,9 @@ func New(opts Options) (*Syncer, error) {
 	opts.MinRequestInterval = cmp0(opts.MinRequestInterval, DefaultMinRequestInterval)
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.After == nil {
+		opts.After = time.After
 	}
 	log := opts.Logger
 	if log == nil {
@@ -233,7 +240,13 @@ func (s *Syncer) Run(ctx context.Context) error {
 	}
 	defer s.running.Store(false)
 	s.request(wire.WantCatchUp, wire.ReasonStart, true)
+	var due <-chan time.Time // armed while a request is deferred
 	for {
+		if s.deferred == nil {
+			due = nil
+		} else if due == nil {
+			due = s.opts.After(s.lastAt.Add(s.opts.MinRequestInterval).Sub(s.opts.Now()))
+		}
 		select {
 		case <-ctx.Done():
 			if s.snap != nil {
@@ -243,6 +256,11 @@ func (s *Syncer) Run(ctx context.Context) error {
 		case p := <-s.queue:
 			s.queued.Add(-int64(len(p)))
 			s.apply(p)
+		case <-due:
+			due = nil
+			if r := s.deferred; r != nil {
+				s.request(r.Want, r.Reason, true)
+			}
 		case <-s.wake:
 		}
 		if s.resync.Swap(false) {
@@ -260,14 +278,19 @@ func (s *Syncer) Run(ctx context.Context) error {
 	}
 }
 
+// request publishes a request, or defers it when the previous one was
+// less than MinRequestInterval ago (force: never).
 func (s *Syncer) request(want, reason string, force bool) {
 	r := wire.AllowlistRequest{Have: s.opts.Store.Version(), Want: want, Reason: reason}
 	now := s.opts.Now()
-	if !force && !s.answered && r.Have == s.lastReq.Have && r.Want == s.lastReq.Want &&
-		now.Sub(s.lastAt) < s.opts.MinRequestInterval {
-		s.count(func(st *Stats) { st.Suppressed++ })
+	if !force && !s.lastAt.IsZero() && now.Sub(s.lastAt) < s.opts.MinRequestInterval {
+		if s.deferred == nil || want == wire.WantSnapshot {
+			s.deferred = &r
+		}
+		s.count(func(st *Stats) { st.Deferred++ })
 		return
 	}
+	s.deferred = nil
 	s.lastReq, s.lastAt, s.answered = r, now, false
 	if err := s.opts.Request(r); err != nil {
 		s.count(func(st *Stats) { st.RequestErrors++ })
@@ -389,7 +412,7 @@ func (s *Syncer) chunk(m *wire.AllowlistMessage) {
 	err := st.CommitSnapshot()
 	switch {
 	case err == nil:
-		s.applied = id
+		s.applied, s.deferred = id, nil
 		s.count(func(st *Stats) { st.SnapshotsApplied++ })
 		s.log.Info("allowlist snapshot applied", "version", m.Version, "entries", st.Count())
 		if s.pendingTo > st.Version() {
@@ -438,7 +461,7 @@ func (s *Syncer) delta(d *wire.Delta) {
 	err := s.opts.Store.ApplyDelta(d.From, d.To, ups, dels)
 	switch {
 	case err == nil:
-		s.answered = true
+		s.answered, s.deferred = true, nil
 		s.count(func(st *Stats) { st.DeltasApplied++ })
 		s.log.Info("allowlist delta applied", "from", d.From, "to", d.To, "upserts", len(ups), "deletes", len(dels))
 	case errors.Is(err, allowlist.ErrStale):

@@ -80,11 +80,12 @@ type fixture struct {
 	mu    sync.Mutex
 	reqs  []wire.AllowlistRequest
 	now   time.Time
+	due   chan time.Time // fires deferred requests in Run
 }
 
 func newFixture(t testing.TB, opts Options) *fixture {
 	t.Helper()
-	f := &fixture{path: filepath.Join(t.TempDir(), "allowlist.db"), now: time.Unix(1_800_000_000, 0)}
+	f := &fixture{path: filepath.Join(t.TempDir(), "allowlist.db"), now: time.Unix(1_800_000_000, 0), due: make(chan time.Time, 1)}
 	var err error
 	if f.store, err = allowlist.Open(f.path, allowlist.Options{}); err != nil {
 		t.Fatal(err)
@@ -104,6 +105,7 @@ func (f *fixture) build(t testing.TB, opts Options) {
 		return nil
 	}
 	opts.Now = func() time.Time { return f.now }
+	opts.After = func(time.Duration) <-chan time.Time { return f.due }
 	var err error
 	if f.s, err = New(opts); err != nil {
 		t.Fatal(err)
@@ -286,7 +288,7 @@ func TestDeltas(t *testing.T) {
 	f.feed(deltaMsg(t, 3, 4, add, nil)) // gap
 	f.feed(deltaMsg(t, 3, 4, add, nil)) // again: one request
 	st := f.s.Stats()
-	if st.DeltasApplied != 1 || st.Stale != 1 || st.Gaps != 2 || st.Suppressed != 1 {
+	if st.DeltasApplied != 1 || st.Stale != 1 || st.Gaps != 2 || st.Deferred != 1 {
 		t.Fatalf("%+v", st)
 	}
 	if r := f.requests(); len(r) != 1 || r[0] != (wire.AllowlistRequest{Have: 2, Want: wire.WantCatchUp, Reason: wire.ReasonGap}) {
@@ -340,6 +342,13 @@ func TestRunQueueAndOverflow(t *testing.T) {
 			t.Error(err)
 		}
 	}()
+	// The snapshot request came right after the start one: it waits for
+	// the interval.
+	waitFor(t, func() bool { return f.s.Stats().Deferred == 1 })
+	if len(f.requests()) != 1 {
+		t.Fatalf("requests %v", f.requests())
+	}
+	f.due <- f.now
 	waitFor(t, func() bool { return len(f.requests()) == 2 })
 	r := f.requests()
 	if r[0] != (wire.AllowlistRequest{Have: 0, Want: wire.WantCatchUp, Reason: wire.ReasonStart}) ||
