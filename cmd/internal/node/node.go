@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kioskedge/kioskedge/agent/config"
@@ -51,6 +52,18 @@ type Node struct {
 	BootID  string
 	cfg     config.Config
 	now     func() time.Time
+
+	decorate atomic.Pointer[func(*wire.Health)]
+}
+
+// DecorateHealth makes f add its sections (a gate's allowlist and doors) to
+// every health snapshot from now on; see uplink.Options.Decorate.
+func (n *Node) DecorateHealth(f func(*wire.Health)) { n.decorate.Store(&f) }
+
+func (n *Node) decorateHealth(h *wire.Health) {
+	if f := n.decorate.Load(); f != nil {
+		(*f)(h)
+	}
 }
 
 // Open creates the data directory if needed, opens (or recovers) the outbox,
@@ -132,6 +145,7 @@ func Open(o Options) (*Node, error) {
 		HealthInterval: c.Hub.HealthInterval.D(),
 		Health:         n.outboxHealth,
 		Devices:        n.Monitor.Health,
+		Decorate:       n.decorateHealth,
 		BdSeqPath:      filepath.Join(c.Agent.DataDir, "bdseq"),
 		Codec:          o.Codec,
 		Now:            o.Now,
