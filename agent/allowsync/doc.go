@@ -18,5 +18,21 @@
 // fit is dropped, counted, and a snapshot is requested once the queue
 // drains, since the dropped message may have been any part of one.
 //
-// It imports no MQTT library: bytes in, requests out.
+// It imports no MQTT library: bytes in, requests out. The wiring (as
+// cmd/hubd's end-to-end test does it):
+//
+//	sy, _ := allowsync.New(allowsync.Options{Store: store, Request: func(r wire.AllowlistRequest) error {
+//		b, err := json.Marshal(r)
+//		if err != nil {
+//			return err
+//		}
+//		session.PublishAsync(uplink.Message{Topic: topics.AllowlistRequest(), QoS: 1, Payload: b})
+//		return nil
+//	}})
+//	session.Subscribe(topics.Allowlist(), 1, func(_ string, p []byte) { sy.Handle(p) })
+//	// and each group topic the box is in: wire.GroupAllowlistTopic(root, group)
+//	// SessionOptions.OnConnect: func(context.Context, *uplink.Session) { sy.Resync() }
+//	go sy.Run(ctx)
+//
+// Stats().Health() is the health snapshot's allowlist.
 package allowsync
