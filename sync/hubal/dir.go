@@ -272,6 +272,10 @@ func (d *Dir) Publish(p Publication) (Info, error) {
 	return info, nil
 }
 
+// crashHook is called at named points of a publish; the crash test sets
+// it to kill the process there.
+var crashHook = func(string) {}
+
 func (d *Dir) writeVersion(v uint64, files map[string][]byte) (err error) {
 	tmp, err := os.MkdirTemp(d.path, ".tmp-"+versionName(v)+"-")
 	if err != nil {
@@ -288,13 +292,16 @@ func (d *Dir) writeVersion(v uint64, files map[string][]byte) (err error) {
 		if err := writeSynced(filepath.Join(tmp, name), b); err != nil {
 			return err
 		}
+		crashHook("file")
 	}
 	if err := syncDir(tmp); err != nil {
 		return err
 	}
+	crashHook("rename")
 	if err := os.Rename(tmp, filepath.Join(d.path, versionName(v))); err != nil {
 		return fmt.Errorf("hubal: publishing version %d: %w", v, err)
 	}
+	crashHook("renamed")
 	return syncDir(d.path)
 }
 
