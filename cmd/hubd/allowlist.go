@@ -17,6 +17,7 @@ import (
 	"github.com/kioskedge/kioskedge/agent/allowlist"
 	"github.com/kioskedge/kioskedge/agent/privacy"
 	"github.com/kioskedge/kioskedge/drivers/credential"
+	"github.com/kioskedge/kioskedge/drivers/wiegand"
 	"github.com/kioskedge/kioskedge/sync/hub/hubrun"
 	"github.com/kioskedge/kioskedge/sync/hubal"
 	"github.com/kioskedge/kioskedge/sync/uplink"
@@ -475,6 +476,13 @@ func parseCredential(s string) (credential.Credential, *fieldError) {
 	if strings.TrimSpace(c.Number) == "" {
 		return bad("empty number")
 	}
+	if c.Kind == credential.Wiegand {
+		n, err := wiegand.CanonicalNumber(c.Encoding, c.Number)
+		if err != nil {
+			return bad(strings.TrimPrefix(err.Error(), wiegand.ErrConfig.Error()+": "))
+		}
+		c.Number = n
+	}
 	return c, nil
 }
 
@@ -500,11 +508,11 @@ func parseEntry(field func(string) string, siteKey []byte, loc *time.Location, s
 	}
 	if g := field("groups"); g != "" {
 		for _, s := range strings.Split(g, ";") {
-			n, err := parseUint32(s)
-			if err != nil {
-				return e, &fieldError{"groups", err.Error()}
+			name := strings.TrimSpace(s)
+			if name == "" {
+				return e, &fieldError{"groups", "empty group name"}
 			}
-			e.DoorGroups = append(e.DoorGroups, n)
+			e.DoorGroups = append(e.DoorGroups, allowlist.GroupID(name))
 		}
 		slices.Sort(e.DoorGroups)
 		e.DoorGroups = slices.Compact(e.DoorGroups)
@@ -527,10 +535,8 @@ func parseEntry(field func(string) string, siteKey []byte, loc *time.Location, s
 	default:
 		return e, &fieldError{"staff", "want yes or no"}
 	}
-	if s := field("apb"); s != "" {
-		if e.AntiPassback, err = parseUint32(s); err != nil {
-			return e, &fieldError{"apb", err.Error()}
-		}
+	if s := strings.TrimSpace(field("apb")); s != "" {
+		e.AntiPassback = allowlist.GroupID(s)
 	}
 	return e, nil
 }

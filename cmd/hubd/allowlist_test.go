@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -117,7 +118,9 @@ func TestParseEntries(t *testing.T) {
 		}
 	}
 	a := byKey[keyOf(t, key, credential.Credential{Kind: credential.Wiegand, Encoding: "H10301", Number: "123-45678"})]
-	if !a.Staff || a.Schedule != 1 || a.AntiPassback != 5 || len(a.DoorGroups) != 2 || a.DoorGroups[0] != 1 ||
+	wantGroups := []uint32{allowlist.GroupID("1"), allowlist.GroupID("3")}
+	slices.Sort(wantGroups)
+	if !a.Staff || a.Schedule != 1 || a.AntiPassback != allowlist.GroupID("5") || !slices.Equal(a.DoorGroups, wantGroups) ||
 		!a.ValidFrom.Equal(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)) || !a.ValidTo.Equal(time.Date(2026, 12, 31, 23, 59, 59, 0, time.UTC)) {
 		t.Fatalf("card entry %+v", a)
 	}
@@ -138,10 +141,11 @@ func TestParseEntries(t *testing.T) {
 		{head + "idcard:,,,,,,\n", "line 2 column credential"},
 		{head + cardA + ",yesterday,,,,,\n", "line 2 column valid_from"},
 		{head + cardA + ",2026-02-01,2026-01-01,,,,\n", "line 2 column valid_to"},
-		{head + cardA + ",,,1;x,,,\n", "line 2 column groups"},
+		{head + cardA + ",,,1;;2,,,\n", "line 2 column groups"},
+		{head + "wiegand:H10301:256-1,,,,,,\n", "line 2 column credential"},
 		{head + cardA + ",,,,9,,\n", "line 2 column schedule: schedule 9 is not defined"},
 		{head + cardA + ",,,,,maybe,\n", "line 2 column staff"},
-		{head + cardA + ",,,,,,-1\n", "line 2 column apb"},
+
 		{head + ssnC + ",,,,,,\n" + ssnAlt + ",,,,,,\n", "line 3 column credential: same credential as line 2"},
 		{head + cardA + ",,\n", "line 2"},
 		{head + cardA + ",\"2026,,,,,\n", "line 2"},
