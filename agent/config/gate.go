@@ -17,6 +17,10 @@ type Gate struct {
 	// AllowlistFile is the allowlist's own bbolt file
 	// [<data_dir>/allowlist.db].
 	AllowlistFile string `toml:"allowlist_file"`
+	// AllowlistGroups are the hub's allowlist groups this gate also
+	// listens to (<root>/v1/$group/<group>/allowlist,
+	// firmware-specs/hub-allowlist.md §2), besides its own topic [none].
+	AllowlistGroups []string `toml:"allowlist_groups"`
 	// CommandKeyFile holds the hub's Ed25519 public key for signed remote
 	// commands (hubd cmd keygen). Without it every command is refused.
 	CommandKeyFile string `toml:"command_key_file"`
@@ -135,6 +139,11 @@ func (c Config) validateGate() []string {
 	}
 	if g.Debounce < 0 || g.Debounce.D() > maxDebounce {
 		bad("gate.debounce", "%v out of range 0..%v", g.Debounce.D(), maxDebounce)
+	}
+	for _, grp := range g.AllowlistGroups {
+		if err := wire.ValidateID("group", grp); err != nil {
+			bad("gate.allowlist_groups", "%q: %v", grp, strings.TrimPrefix(err.Error(), "wire: "))
+		}
 	}
 	if g.DenialThreshold < 1 || g.DenialThreshold > 5 {
 		bad("gate.denial_threshold", "%d out of range 1..5 (GB 50396: an alarm after at most 5 wrong credentials)", g.DenialThreshold)

@@ -78,6 +78,7 @@ func TestGateProblemsNameTheirKeys(t *testing.T) {
 	bad := `
 [gate]
 debounce = "80ms"
+allowlist_groups = ["all", "a/b"]
 denial_threshold = 9
 
 [[door]]
@@ -105,7 +106,7 @@ raw_bits = [26]
 		t.Fatalf("err = %v, want ErrInvalid", err)
 	}
 	for _, want := range []string{
-		"gate.debounce:", "gate.denial_threshold:", "privacy.site_key_file: required with [[door]]s",
+		"gate.debounce:", "gate.denial_threshold:", `gate.allowlist_groups: "a/b"`, "privacy.site_key_file: required with [[door]]s",
 		"door[0].lock: required", `door[0].fire: line "gpiochip0:1" is already used by door[0].relay`,
 		"door[0].mode:", "door[0].timezone:", "door[0].anti_passback_group:",
 		`door[1].id: "a" is used by another door`, "door[1].lock:", `door[1].relay: "GPIO17" is not a line`,

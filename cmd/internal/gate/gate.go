@@ -71,6 +71,8 @@ type Gate struct {
 	log     *slog.Logger
 
 	pins []gpio.PinIO // every line Lines gave, closed last
+	// allowlistTopics: the agent's own and its groups'.
+	allowlistTopics []string
 
 	closeOnce sync.Once
 	closeErr  error
@@ -178,6 +180,10 @@ func Open(o Options) (_ *Gate, err error) {
 		return nil, fmt.Errorf("gate: %w", err)
 	}
 	o.Node.Uplink.OnConnect(g.Sync.Resync)
+	g.allowlistTopics = []string{g.topics.Allowlist()}
+	for _, grp := range c.Gate.AllowlistGroups {
+		g.allowlistTopics = append(g.allowlistTopics, wire.GroupAllowlistTopic(c.Hub.Root, grp))
+	}
 
 	if c.Gate.CommandKeyFile != "" {
 		pub, err := command.LoadPublicKey(c.Gate.CommandKeyFile)
@@ -364,12 +370,14 @@ func (g *Gate) Run(ctx context.Context) error {
 	}
 	run("records", g.Gate.Run)
 	run("allowlist", g.Sync.Run)
-	if err := g.session.Subscribe(g.topics.Allowlist(), 1, func(_ string, p []byte) {
-		g.Sync.Handle(append([]byte(nil), p...))
-	}); err != nil {
-		cancel()
-		wg.Wait()
-		return fmt.Errorf("gate: subscribe %s: %w", g.topics.Allowlist(), err)
+	for _, topic := range g.allowlistTopics {
+		if err := g.session.Subscribe(topic, 1, func(_ string, p []byte) {
+			g.Sync.Handle(append([]byte(nil), p...))
+		}); err != nil {
+			cancel()
+			wg.Wait()
+			return fmt.Errorf("gate: subscribe %s: %w", topic, err)
+		}
 	}
 	if g.Commands != nil {
 		run("commands", g.Commands.Run)
