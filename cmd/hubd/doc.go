@@ -18,6 +18,23 @@
 //	hubd keygen -out /etc/kioskedge
 //	hubd -broker … -seal-key /etc/kioskedge/hub.key
 //
+// Gates' allowlists: "hubd allowlist push" reads a CSV of credentials
+// (hashed here with the site key; raw numbers never leave the hub), writes
+// the next version of the list to a directory and publishes it to the
+// named agents (-agent) or groups (-group); "hubd allowlist show" lists the
+// versions. A hub started with -allowlist-dir DIR answers the agents'
+// catch-up requests from that directory (firmware-specs/hub-allowlist.md).
+//
+// Signed remote commands: "hubd cmd keygen -out DIR" writes the command
+// key pair (cmd.key 0600, stays on the hub; cmd.pub for the boxes' [gate]
+// command_key_file); "hubd cmd door-open -agent A -door D -key cmd.key" and
+// "hubd cmd door-mode ... -mode M" sign a command, publish it and wait for
+// the agent's result (firmware-specs/hub-commands.md).
+//
+//	hubd allowlist push -csv residents.csv -site-key site.key -dir /var/lib/hubd/lists -broker … -group all
+//	hubd -broker … -allowlist-dir /var/lib/hubd/lists
+//	hubd cmd door-open -broker … -root kioskedge/prov-a -agent gate-17 -door main -key cmd.key
+//
 // SIGINT or SIGTERM stops it cleanly: what is queued is committed and
 // acked, then it disconnects. The wiring lives in sync/hub/hubrun.
 package main
