@@ -37,6 +37,11 @@ import (
 	"github.com/kioskedge/kioskedge/sync/wire"
 )
 
+// KindAllowlistReset is the record raised when the allowlist file could
+// not be read and was replaced by an empty one (class critical; body
+// {"reason":"corrupt","error":…,"moved_to":…}).
+const KindAllowlistReset = "allowlist.reset"
+
 // Lines resolves a configured line ("gpiochip0:17", "name:DOOR_RELAY")
 // to a pin; key is the config key naming it, for errors.
 type Lines func(key, spec string) (gpio.PinIO, error)
@@ -114,8 +119,25 @@ func Open(o Options) (_ *Gate, err error) {
 			g.Close()
 		}
 	}()
-	if g.Allowlist, err = allowlist.Open(c.Gate.AllowlistFile, allowlist.Options{}); err != nil {
+	var reset *allowlist.Reset
+	if g.Allowlist, reset, err = allowlist.OpenOrReset(c.Gate.AllowlistFile, allowlist.Options{}); err != nil {
 		return nil, fmt.Errorf("gate: gate.allowlist_file: %w", err)
+	}
+	if reset != nil {
+		// The gate starts with an empty list and asks the hub for a
+		// snapshot; the alarm tells the hub why this gate denies for now.
+		log.Error("allowlist file unreadable; moved aside, starting empty until the hub's snapshot arrives",
+			"moved_to", reset.MovedTo, "err", reset.Err)
+		// Marshalling a map of strings cannot fail.
+		body, _ := json.Marshal(map[string]string{"reason": "corrupt", "error": reset.Err.Error(), "moved_to": reset.MovedTo})
+		now := time.Now
+		if o.Now != nil {
+			now = o.Now
+		}
+		if _, err := o.Node.Append(context.Background(), wire.Record{Kind: KindAllowlistReset, Class: wire.ClassCritical,
+			Time: now(), Body: body}); err != nil {
+			return nil, fmt.Errorf("gate: recording the allowlist reset: %w", err)
+		}
 	}
 
 	var groups []string

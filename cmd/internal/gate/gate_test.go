@@ -75,7 +75,13 @@ type rig struct {
 
 func startRig(t *testing.T, brokerURL string) *rig {
 	t.Helper()
-	dir := t.TempDir()
+	return startRigIn(t, brokerURL, t.TempDir(), nil)
+}
+
+// startRigIn starts the rig in dir; before, when set, runs after the
+// config is written and before the agent opens its files.
+func startRigIn(t *testing.T, brokerURL, dir string, before func(cfg config.Config)) *rig {
+	t.Helper()
 	key, err := privacy.NewSiteKey()
 	if err != nil {
 		t.Fatal(err)
@@ -90,6 +96,9 @@ func startRig(t *testing.T, brokerURL string) *rig {
 	cfg, err := config.Load(path)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if before != nil {
+		before(cfg)
 	}
 	hw, err := gatesim.New(cfg, nil)
 	if err != nil {
@@ -225,4 +234,35 @@ func sum(chunks [][]byte) [32]byte {
 		h.Write(c)
 	}
 	return [32]byte(h.Sum(nil))
+}
+
+// TestCorruptAllowlistStartsEmptyAndAlarms: an unreadable allowlist file
+// does not stop the gate: it is moved aside, the gate starts with an empty
+// list (denying) and the hub gets an allowlist.reset record.
+func TestCorruptAllowlistStartsEmptyAndAlarms(t *testing.T) {
+	t.Parallel()
+	b := broker.ForTest(t, broker.Options{Kind: broker.Mochi})
+	hub := hubtest.Start(t, b.URL(), hubtest.Options{})
+	r := startRigIn(t, b.URL(), t.TempDir(), func(cfg config.Config) {
+		if err := os.MkdirAll(filepath.Dir(cfg.Gate.AllowlistFile), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(cfg.Gate.AllowlistFile, bytes.Repeat([]byte("not a bbolt file "), 1000), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if v := r.gate.Allowlist.Version(); v != 0 {
+		t.Fatalf("allowlist version %d after a reset, want 0", v)
+	}
+	if m, _ := filepath.Glob(r.cfg.Gate.AllowlistFile + ".corrupt-*"); len(m) != 1 {
+		t.Fatalf("damaged file kept as %v, want one .corrupt- file", m)
+	}
+	waitUntil(t, "the allowlist.reset record at the hub", func() bool {
+		for _, rec := range hub.Records(t, "gate-1") {
+			if rec.Kind == gate.KindAllowlistReset && rec.Class == wire.ClassCritical {
+				return true
+			}
+		}
+		return false
+	})
 }
