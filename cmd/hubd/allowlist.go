@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/kioskedge/kioskedge/agent/allowlist"
-	"github.com/kioskedge/kioskedge/cmd/internal/allowpush"
 	"github.com/kioskedge/kioskedge/agent/privacy"
+	"github.com/kioskedge/kioskedge/cmd/internal/allowpush"
 	"github.com/kioskedge/kioskedge/sync/hub/hubrun"
 	"github.com/kioskedge/kioskedge/sync/hubal"
 	"github.com/kioskedge/kioskedge/sync/uplink"

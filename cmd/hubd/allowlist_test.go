@@ -23,9 +23,9 @@ import (
 
 // Test credentials: made up, never printed.
 const (
-	cardA  = "wiegand:H10301:123-45678"
-	idB    = "idcard:11010119900307001x"
-	ssnC   = "sscard:ssn:A1234567890"
+	cardA = "wiegand:H10301:123-45678"
+	idB   = "idcard:11010119900307001x"
+	ssnC  = "sscard:ssn:A1234567890"
 )
 
 func writeFile(t *testing.T, dir, name, text string) string {

@@ -131,4 +131,3 @@ func TestParseEntries(t *testing.T) {
 		}
 	}
 }
-
