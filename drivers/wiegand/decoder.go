@@ -59,6 +59,20 @@ const (
 	ReasonTooShort Reason = "too short"
 	ReasonTooLong  Reason = "too long"
 	ReasonBothLow  Reason = "both lines low"
+	// ReasonIrregular: the intervals between the frame's pulses are not
+	// regular (wiegand.md §3.2): a pulse was inserted or lost.
+	ReasonIrregular Reason = "irregular"
+	// ReasonTrailing: the frame began within Gap of an early-completed
+	// frame (wiegand.md §3.3): the tail of a longer frame, or noise.
+	ReasonTrailing Reason = "trailing"
+)
+
+// The band of regular timing (wiegand.md §3.2): every interval between
+// two consecutive pulses of a frame lies within [regularLow, regularHigh]
+// times the frame's median interval.
+const (
+	regularLow  = 0.7
+	regularHigh = 1.5
 )
 
 // Defaults for Config.
@@ -83,6 +97,14 @@ type Config struct {
 	// are turned into raw credentials (see wiegand.md §4.4). Frames of
 	// other unknown lengths are reported as Raw without a credential.
 	RawBits []int
+	// CompleteAt, when not zero, is the site's card format length: 26, 34
+	// or 37, the longest length in use (wiegand.md §3.1). A frame whose
+	// CompleteAt-th pulse arrives is delivered at once, without waiting for
+	// Gap, if it decodes Good, its timing is regular, every pulse's width
+	// is known and no glitch was seen; otherwise it is framed by Gap.
+	// Frames longer than CompleteAt are bad (too long). It must be at
+	// least MinBits, at most MaxBits, and longer than every RawBits length.
+	CompleteAt int
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -105,6 +127,14 @@ func (c Config) withDefaults() (Config, error) {
 		if n < 1 || n > c.MaxBits {
 			return c, fmt.Errorf("%w: raw length %d", ErrConfig, n)
 		}
+		if c.CompleteAt != 0 && n >= c.CompleteAt {
+			return c, fmt.Errorf("%w: raw length %d not shorter than complete-at %d (a longer frame would be cut)", ErrConfig, n, c.CompleteAt)
+		}
+	}
+	if c.CompleteAt != 0 {
+		if _, ok := formats[c.CompleteAt]; !ok || c.CompleteAt < c.MinBits || c.CompleteAt > c.MaxBits {
+			return c, fmt.Errorf("%w: complete-at %d (want 26, 34 or 37, within bits %d..%d)", ErrConfig, c.CompleteAt, c.MinBits, c.MaxBits)
+		}
 	}
 	return c, nil
 }
@@ -117,6 +147,9 @@ type Frame struct {
 	Count  int    // how many bits were received (may exceed len(Bits))
 	Start  time.Time
 	End    time.Time // the last pulse's falling edge
+	// Early is set when the frame was completed at its CompleteAt-th
+	// pulse rather than by Gap.
+	Early bool
 	// Glitches is how many pulses shorter than MinPulse were dropped.
 	Glitches int
 	// Encoding, Facility and Card are set for the known formats.
@@ -152,28 +185,45 @@ func (f Frame) String() string {
 // Stats counts what a Decoder has seen.
 type Stats struct {
 	Frames, Good, Raw, Bad uint64
-	Parity, TooShort       uint64
-	TooLong, BothLow       uint64
-	Glitches               uint64 // pulses dropped as shorter than MinPulse
+	// Bad frames by reason.
+	Parity, TooShort    uint64
+	TooLong, BothLow    uint64
+	Irregular, Trailing uint64
+	Early               uint64 // frames completed at CompleteAt (all Good)
+	Glitches            uint64 // pulses dropped as shorter than MinPulse
+	// Late counts pulses dropped because they fell before the end of a
+	// frame already delivered (wiegand.md §3.4).
+	Late uint64
 }
 
 // Decoder assembles pulses into frames. It is a pure state machine: no
 // clock, no goroutine; the caller supplies every time. It is not safe for
 // concurrent use.
 type Decoder struct {
-	cfg      Config
-	bits     []bool
-	count    int
-	start    time.Time
-	last     Pulse // the last accepted pulse
-	lastOf   [2]Pulse
-	bothLow  bool
-	glitches int
-	stats    Stats
+	cfg Config
+	// The open frame: its bits and their falling edges in time order (at
+	// most MaxBits+1 kept), how many pulses it has had, its first and
+	// latest falling edge.
+	bits         []bool
+	times        []time.Time
+	count        int
+	start, last  time.Time
+	lastOf       [2]Pulse
+	bothLow      bool
+	unknownWidth bool // a pulse of unknown width: no early completion
+	trailing     bool // began within Gap of an early frame
+	glitches     int
+	glitchAt     time.Time // the last glitch, to count one just before a frame
+	// The last frame closed: its End, and whether it was early.
+	closed      bool
+	closedEnd   time.Time
+	closedEarly bool
+	stats       Stats
 }
 
 // NewDecoder returns a decoder for cfg; it fails with ErrConfig when a
-// setting is negative or the bit bounds are inconsistent.
+// setting is negative, the bit bounds are inconsistent, or CompleteAt is
+// not a format length within them and longer than every RawBits length.
 func NewDecoder(cfg Config) (*Decoder, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
@@ -182,66 +232,154 @@ func NewDecoder(cfg Config) (*Decoder, error) {
 	return &Decoder{cfg: cfg}, nil
 }
 
-// Feed adds one pulse. A pulse shorter than MinPulse (width known) is
-// counted as a glitch and dropped. A pulse Gap or more after the previous
-// one first closes the pending frame, which is returned with true; the
-// pulse then starts a new frame.
+// Feed adds one pulse and returns the frame it completes, if any, with
+// true:
+//
+//   - A pulse shorter than MinPulse (width known) is counted as a glitch and
+//     dropped.
+//   - A pulse that falls before the End of the last frame returned, by less
+//     than Gap, is late (its frame was already delivered): it is dropped and
+//     counted in Stats.Late.
+//   - A pulse Gap or more after the open frame's latest pulse (or Gap or
+//     more before it: a clock step) first closes the open frame, which is
+//     returned; the pulse then starts a new frame.
+//   - Otherwise the pulse joins the open frame at its place in time order
+//     (two watchers may hand pulses over out of order); if that makes the
+//     frame CompleteAt pulses long and the frame qualifies (wiegand.md
+//     §3.1), the frame is closed and returned at once, with Early set.
 func (d *Decoder) Feed(p Pulse) (Frame, bool) {
 	if p.Width > 0 && p.Width < d.cfg.MinPulse {
 		d.glitches++
+		d.glitchAt = p.Time
 		d.stats.Glitches++
+		return Frame{}, false
+	}
+	if d.closed && !p.Time.After(d.closedEnd) && d.closedEnd.Sub(p.Time) < d.cfg.Gap {
+		d.stats.Late++
 		return Frame{}, false
 	}
 	var f Frame
 	var closed bool
-	if d.count > 0 && p.Time.Sub(d.last.Time) >= d.cfg.Gap {
-		f, closed = d.close(), true
+	if d.count > 0 {
+		if dt := p.Time.Sub(d.last); dt >= d.cfg.Gap || dt <= -d.cfg.Gap {
+			f, closed = d.close(false), true
+		}
 	}
 	if d.count == 0 {
-		d.start = p.Time
+		d.start, d.last = p.Time, p.Time
+		d.trailing = d.closed && d.closedEarly && p.Time.Sub(d.closedEnd) < d.cfg.Gap
+		if d.glitches > 0 && p.Time.Sub(d.glitchAt) >= d.cfg.Gap {
+			d.glitches = 0 // noise long before this frame is not in it
+		}
 	}
 	o := d.lastOf[1-p.Line&1]
 	if p.Width > 0 && o.Width > 0 && !o.Time.IsZero() &&
 		o.Time.Before(p.Time.Add(p.Width)) && p.Time.Before(o.Time.Add(o.Width)) {
 		d.bothLow = true
 	}
+	if p.Width <= 0 {
+		d.unknownWidth = true
+	}
 	d.count++
 	if len(d.bits) <= d.cfg.MaxBits {
-		d.bits = append(d.bits, p.Line == D1)
+		i := len(d.times)
+		for i > 0 && d.times[i-1].After(p.Time) {
+			i--
+		}
+		d.bits = slices.Insert(d.bits, i, p.Line == D1)
+		d.times = slices.Insert(d.times, i, p.Time)
 	}
-	d.last = p
-	d.lastOf[p.Line&1] = p
+	if p.Time.Before(d.start) {
+		d.start = p.Time
+	}
+	if p.Time.After(d.last) {
+		d.last = p.Time
+	}
+	if p.Time.After(d.lastOf[p.Line&1].Time) {
+		d.lastOf[p.Line&1] = p
+	}
+	if !closed && d.count == d.cfg.CompleteAt && d.early() {
+		return d.close(true), true
+	}
 	return f, closed
 }
 
-// Flush closes the pending frame if now is Gap or more after its last
-// pulse, returning it with true; otherwise it returns false.
-func (d *Decoder) Flush(now time.Time) (Frame, bool) {
-	if d.count == 0 || now.Sub(d.last.Time) < d.cfg.Gap {
-		return Frame{}, false
+// early reports whether the open frame may be completed now, before Gap
+// (wiegand.md §3.1).
+func (d *Decoder) early() bool {
+	if d.trailing || d.bothLow || d.unknownWidth || d.glitches > 0 || len(d.bits) != d.count {
+		return false
 	}
-	return d.close(), true
+	return d.decode(d.bits, d.count).Status == Good && regular(d.times)
 }
 
-// Pending returns the time of the pending frame's last pulse and true, or
+// regular reports whether every interval between consecutive times lies
+// within [regularLow, regularHigh] times their median, which must be
+// positive (wiegand.md §3.2). Fewer than three times are regular.
+func regular(times []time.Time) bool {
+	if len(times) < 3 {
+		return true
+	}
+	iv := make([]time.Duration, len(times)-1)
+	for i := range iv {
+		iv[i] = times[i+1].Sub(times[i])
+	}
+	sorted := slices.Clone(iv)
+	slices.Sort(sorted)
+	m := float64(sorted[len(sorted)/2])
+	if m <= 0 {
+		return false
+	}
+	for _, x := range iv {
+		if float64(x) < regularLow*m || float64(x) > regularHigh*m {
+			return false
+		}
+	}
+	return true
+}
+
+// Flush closes the open frame if now is Gap or more after its latest
+// pulse, returning it with true; otherwise it returns false.
+func (d *Decoder) Flush(now time.Time) (Frame, bool) {
+	if d.count == 0 || now.Sub(d.last) < d.cfg.Gap {
+		return Frame{}, false
+	}
+	return d.close(false), true
+}
+
+// Pending returns the time of the open frame's latest pulse and true, or
 // false when no frame is open. A reader arms its gap timer from it.
 func (d *Decoder) Pending() (time.Time, bool) {
-	return d.last.Time, d.count > 0
+	return d.last, d.count > 0
 }
 
 // Stats returns the counters so far.
 func (d *Decoder) Stats() Stats { return d.stats }
 
-func (d *Decoder) close() Frame {
+func (d *Decoder) close(early bool) Frame {
 	f := d.decode(d.bits, d.count)
-	f.Start, f.End, f.Glitches = d.start, d.last.Time, d.glitches
-	if d.bothLow && f.Status != Bad {
-		f = Frame{Status: Bad, Reason: ReasonBothLow, Bits: f.Bits, Count: f.Count, Start: f.Start, End: f.End, Glitches: f.Glitches}
+	f.Start, f.End, f.Glitches, f.Early = d.start, d.last, d.glitches, early
+	bad := func(r Reason) {
+		f = Frame{Status: Bad, Reason: r, Bits: f.Bits, Count: f.Count, Start: f.Start, End: f.End, Glitches: f.Glitches}
+	}
+	switch {
+	case d.trailing:
+		bad(ReasonTrailing)
+	case f.Status == Bad:
+	case d.bothLow:
+		bad(ReasonBothLow)
+	case !regular(d.times):
+		bad(ReasonIrregular)
 	}
 	f.cred.Time = f.End
-	d.bits, d.count, d.bothLow, d.glitches = nil, 0, false, 0
+	d.closed, d.closedEnd, d.closedEarly = true, f.End, early
+	d.bits, d.times, d.count = nil, nil, 0
+	d.bothLow, d.unknownWidth, d.trailing, d.glitches = false, false, false, 0
 	d.lastOf = [2]Pulse{}
 	d.stats.Frames++
+	if early {
+		d.stats.Early++
+	}
 	switch f.Status {
 	case Good:
 		d.stats.Good++
@@ -258,6 +396,10 @@ func (d *Decoder) close() Frame {
 			d.stats.TooLong++
 		case ReasonBothLow:
 			d.stats.BothLow++
+		case ReasonIrregular:
+			d.stats.Irregular++
+		case ReasonTrailing:
+			d.stats.Trailing++
 		}
 	}
 	return f
@@ -293,7 +435,7 @@ var formats = map[int]format{
 func (d *Decoder) decode(bits []bool, count int) Frame {
 	f := Frame{Bits: slices.Clone(bits), Count: count}
 	switch {
-	case count > d.cfg.MaxBits:
+	case count > d.cfg.MaxBits || d.cfg.CompleteAt > 0 && count > d.cfg.CompleteAt:
 		f.Status, f.Reason = Bad, ReasonTooLong
 		return f
 	case slices.Contains(d.cfg.RawBits, count) && formats[count].encoding == "":

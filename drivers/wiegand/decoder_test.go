@@ -3,6 +3,7 @@ package wiegand
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -36,6 +37,11 @@ func TestDecodeVectors(t *testing.T) {
 		}
 		if c.Kind != credential.Wiegand || c.Encoding != g.Encoding || c.Number != g.Number || c.Bits != len(g.Bits) || c.Reader != "gate-1-in" {
 			t.Errorf("%s: credential %s/%s/%d bits/%s, want number %s", g.Name, c.Kind, c.Encoding, c.Bits, c.Reader, g.Number)
+		}
+		// The transmitter's builders, used by the timing tests, agree.
+		build := map[string]func(uint32, uint32) []bool{"H10301": gpiosim.H10301, "34bit": gpiosim.Bits34, "H10304": gpiosim.H10304}[g.Encoding]
+		if !slices.Equal(build(g.Facility, g.Card), wiegandvectors.Bits(g.Bits)) {
+			t.Errorf("%s: gpiosim builds other bits", g.Name)
 		}
 	}
 	for _, b := range v.Bad {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"slices"
 	"sync"
 	"time"
 
@@ -39,8 +38,14 @@ type EdgeStamper interface {
 // ReaderConfig configures a Reader. Zero fields take defaults.
 type ReaderConfig struct {
 	Config
-	Clock   Clock        // the gap timer's clock; nil means the system clock
-	OnFrame func(Frame)  // called from Run's goroutine for every frame
+	Clock Clock // the gap timer's clock; nil means the system clock
+	// OnFrame is called for every frame, in frame order and never
+	// concurrently, from the Run goroutine that completed it: an early
+	// frame (Config.CompleteAt) from the watcher that saw its last edge,
+	// a frame ended by Gap from the gap timer's loop. It is called with the
+	// decoder locked, so it must return quickly; it may call Stats and
+	// Health.
+	OnFrame func(Frame)
 	Logger  *slog.Logger // nil: discard
 	// AllowUnstamped accepts pins that are not EdgeStampers. Their edges
 	// are stamped when a watcher goroutine wakes, so a watcher delayed by
@@ -59,8 +64,11 @@ type Reader struct {
 	log    *slog.Logger
 	health *devstatus.Tracker
 
-	mu  sync.Mutex // guards dec
+	mu  sync.Mutex // guards dec and serialises emit
 	dec *Decoder
+
+	statsMu sync.Mutex // guards stats, a copy of dec's taken under mu
+	stats   Stats
 }
 
 // NewReader returns a reader of d0 and d1; it touches neither pin until
@@ -99,8 +107,13 @@ func NewReader(d0, d1 gpio.PinIn, cfg ReaderConfig) (*Reader, error) {
 // Run sets both pins as pulled-up inputs with edge detection, then decodes
 // frames until ctx ends, calling OnFrame for each; it returns nil then, or
 // the pin's error if In fails. A frame still open when ctx ends is dropped.
-// Frames are decoded once Gap has passed after their last pulse.
-// Run owns two watcher goroutines and waits for them before returning.
+//
+// Run owns two watcher goroutines, one per pin, and waits for them before
+// returning. A watcher feeds each pulse to the decoder as it ends (at its
+// rising edge with an EdgeStamper, the frame's last edge on the wire), so a
+// frame completed early (Config.CompleteAt) is delivered by that watcher
+// with no timer in between. Run's own loop keeps the gap timer, which
+// closes frames that end by Gap.
 func (r *Reader) Run(ctx context.Context) error {
 	pins := [2]gpio.PinIn{r.d0, r.d1}
 	for _, p := range pins {
@@ -118,58 +131,52 @@ func (r *Reader) Run(ctx context.Context) error {
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	pulses := make(chan Pulse, 256)
+	fed := make(chan struct{}, 1) // a watcher fed a pulse: (re)arm the gap timer
 	var wg sync.WaitGroup
 	for i, p := range pins {
-		wg.Go(func() { r.watch(ctx, Line(i), p, pulses) })
+		wg.Go(func() { r.watch(ctx, Line(i), p, fed) })
 	}
 	defer wg.Wait()
 
-	// Pulses arrive from two goroutines, so not necessarily in time order:
-	// they are held until the gap after the latest one has passed, then
-	// sorted by their time and fed to the decoder.
-	var held []Pulse
-	var latest time.Time
 	var gap <-chan time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case p := <-pulses:
-			held = append(held, p)
-			if p.Time.After(latest) {
-				latest = p.Time
+		case <-fed:
+			if gap == nil {
+				gap = r.armGap()
 			}
-			gap = r.cfg.Clock.After(max(0, latest.Add(r.dec.cfg.Gap).Sub(r.cfg.Clock.Now())))
 		case <-gap:
-			gap = nil
-			now := r.cfg.Clock.Now()
-			if now.Sub(latest) < r.dec.cfg.Gap { // pulse times ahead of the clock
-				gap = r.cfg.Clock.After(max(time.Millisecond, latest.Add(r.dec.cfg.Gap).Sub(now)))
-				continue
-			}
-			slices.SortStableFunc(held, func(a, b Pulse) int { return a.Time.Compare(b.Time) })
-			var frames []Frame
+			// The timer may fire before the gap after the latest pulse
+			// (pulses came after it was armed, or their times run ahead of
+			// the clock): Flush then closes nothing and the timer is
+			// re-armed for the rest.
 			r.mu.Lock()
-			for _, p := range held {
-				if f, ok := r.dec.Feed(p); ok {
-					frames = append(frames, f)
-				}
-			}
-			if f, ok := r.dec.Flush(now); ok {
-				frames = append(frames, f)
-			}
-			r.mu.Unlock()
-			held = held[:0]
-			for _, f := range frames {
+			if f, ok := r.dec.Flush(r.cfg.Clock.Now()); ok {
 				r.emit(f)
 			}
+			r.mu.Unlock()
+			gap = r.armGap()
 		}
 	}
 }
 
-// watch turns one pin's edges into pulses.
-func (r *Reader) watch(ctx context.Context, line Line, p gpio.PinIn, out chan<- Pulse) {
+// armGap returns a timer that fires Gap after the open frame's latest
+// pulse, or nil when no frame is open.
+func (r *Reader) armGap() <-chan time.Time {
+	r.mu.Lock()
+	last, ok := r.dec.Pending()
+	r.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	return r.cfg.Clock.After(max(0, last.Add(r.dec.cfg.Gap).Sub(r.cfg.Clock.Now())))
+}
+
+// watch turns one pin's edges into pulses and feeds them to the decoder,
+// emitting a frame the pulse completes; then it signals fed.
+func (r *Reader) watch(ctx context.Context, line Line, p gpio.PinIn, fed chan<- struct{}) {
 	st, stamped := p.(EdgeStamper)
 	var fall time.Time
 	for ctx.Err() == nil {
@@ -191,15 +198,32 @@ func (r *Reader) watch(ctx context.Context, line Line, p gpio.PinIn, out chan<- 
 			pulse = Pulse{Line: line, Time: fall, Width: at.Sub(fall)}
 			fall = time.Time{}
 		}
+		r.mu.Lock()
+		if f, ok := r.dec.Feed(pulse); ok {
+			r.emit(f)
+		} else {
+			r.snapshot()
+		}
+		r.mu.Unlock()
 		select {
-		case out <- pulse:
-		case <-ctx.Done():
-			return
+		case fed <- struct{}{}:
+		default: // a signal is already pending
 		}
 	}
 }
 
+// snapshot copies the decoder's counters for Stats; r.mu is held.
+func (r *Reader) snapshot() {
+	s := r.dec.Stats()
+	r.statsMu.Lock()
+	r.stats = s
+	r.statsMu.Unlock()
+}
+
+// emit reports a frame; r.mu is held, so frames go out one at a time, in
+// the order the decoder closed them.
 func (r *Reader) emit(f Frame) {
+	r.snapshot()
 	switch {
 	case f.Status == Good:
 		r.health.Seen()
@@ -211,6 +235,9 @@ func (r *Reader) emit(f Frame) {
 	if f.Glitches > 0 {
 		r.health.Error("noise")
 	}
+	if f.Reason == ReasonTrailing {
+		r.health.Error("trailing")
+	}
 	if f.Status != Good {
 		r.log.Info("frame rejected", "status", f.Status.String(), "reason", string(f.Reason), "bits", f.Count)
 	}
@@ -221,12 +248,14 @@ func (r *Reader) emit(f Frame) {
 
 // Health returns the reader's health: connected while Run has the pins,
 // last seen at the last good frame, error counts "checksum" (parity),
-// "framing" (other bad or raw frames) and "noise" (frames with glitches).
+// "framing" (other bad or raw frames), "noise" (frames with glitches) and
+// "trailing" (bits right after an early frame: a card longer than
+// CompleteAt, or noise; wiegand.md §3.3).
 func (r *Reader) Health() devstatus.Snapshot { return r.health.Snapshot() }
 
 // Stats returns the decoder's counters.
 func (r *Reader) Stats() Stats {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.dec.Stats()
+	r.statsMu.Lock()
+	defer r.statsMu.Unlock()
+	return r.stats
 }

@@ -126,6 +126,9 @@ func TestScheduleAndTransmit(t *testing.T) {
 			t.Fatal("schedule out of order")
 		}
 	}
+	if ev := Schedule(bits, 0, 0, TxOptions{Drop: 2}); len(ev) != 2*(len(bits)-2) {
+		t.Fatalf("2 dropped bits: %d edges, want %d", len(ev), 2*(len(bits)-2))
+	}
 	d0, d1 := NewLine("D0", 0, nil), NewLine("D1", 1, nil)
 	for _, l := range []*Line{d0, d1} {
 		if err := l.In(gpio.PullUp, gpio.BothEdges); err != nil {

@@ -30,6 +30,10 @@ type TxOptions struct {
 	// Spurious is how many extra full-width pulses to inject between bits:
 	// they add bits to the frame, as induced noise on a long cable does.
 	Spurious int
+	// Drop is how many of the frame's bits to leave out, at random
+	// positions, as a pulse lost on the cable: the frame arrives short, with
+	// a doubled interval where each one was.
+	Drop int
 	// Rand drives jitter and noise; nil means a fixed seed (reproducible).
 	Rand *rand.Rand
 	// Start is the time of the first edge; zero means now (Transmit) or the
@@ -49,7 +53,8 @@ type TxEdge struct {
 
 // Schedule returns the edges of one frame, in time order: bit i's pulse
 // falls at Start + i*interval (plus jitter) on D0 for a 0 and D1 for a 1,
-// and rises pulse later; injected noise falls between bits. pulse and
+// and rises pulse later; injected noise falls between bits and dropped
+// bits have no pulse. pulse and
 // interval default to DefaultPulse and DefaultInterval when zero.
 func Schedule(bits []bool, pulse, interval time.Duration, o TxOptions) []TxEdge {
 	if pulse <= 0 {
@@ -67,6 +72,13 @@ func Schedule(bits []bool, pulse, interval time.Duration, o TxOptions) []TxEdge 
 		start = time.Unix(0, 0)
 	}
 	jitter := min(o.Jitter, interval/2-pulse)
+	var dropped map[int]bool
+	if o.Drop > 0 {
+		dropped = map[int]bool{}
+		for _, i := range r.Perm(len(bits))[:min(o.Drop, len(bits))] {
+			dropped[i] = true
+		}
+	}
 	var ev []TxEdge
 	pulseAt := func(line int, at time.Time, w time.Duration) {
 		ev = append(ev, TxEdge{line, gpio.Low, at}, TxEdge{line, gpio.High, at.Add(w)})
@@ -75,6 +87,9 @@ func Schedule(bits []bool, pulse, interval time.Duration, o TxOptions) []TxEdge 
 		at := start.Add(time.Duration(i) * interval)
 		if jitter > 0 {
 			at = at.Add(time.Duration(r.Int64N(int64(2*jitter+1))) - jitter)
+		}
+		if dropped[i] {
+			continue
 		}
 		line := 0
 		if b {

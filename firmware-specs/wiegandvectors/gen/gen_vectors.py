@@ -24,7 +24,10 @@ for fc, card in [(0, 0), (1, 1), (123, 4567), (255, 65535), (18, 12345), (200, 1
 for fc, card in [(0, 0), (123, 4567), (65535, 65535), (4660, 22136)]:
     good.append(dict(name=f"34bit {fc}/{card}", bits=s(frame(fc, 16, card, 16, 16, 17)),
                      encoding="34bit", facility=fc, card=card, number=f"{fc:05d}-{card:05d}"))
-for fc, card in [(0, 0), (123, 45678), (65535, 524287), (1, 262144)]:
+# (0, 131072): the only 1 data bit is frame bit 18, which both parity ranges
+# cover (HID 1-based: even over 2-19, odd over 19-36), so both parity bits
+# depend on it: 1 0000000000000000 0100000000000000000 0.
+for fc, card in [(0, 0), (123, 45678), (65535, 524287), (1, 262144), (0, 131072)]:
     good.append(dict(name=f"H10304 {fc}/{card}", bits=s(frame(fc, 16, card, 19, 18, 18)),
                      encoding="H10304", facility=fc, card=card, number=f"{fc:05d}-{card:06d}"))
 
@@ -41,6 +44,10 @@ bad.append(dict(name="34bit data bit flipped", bits=flip(b34, 10), reason="parit
 b37 = s(frame(123, 16, 45678, 19, 18, 18))
 bad.append(dict(name="H10304 shared bit 18 flipped", bits=flip(b37, 18), reason="parity"))
 bad.append(dict(name="H10304 card bit flipped", bits=flip(b37, 30), reason="parity"))
+# The same frame with odd parity over 19..35, leaving out the shared bit 18:
+# a decoder with disjoint ranges would accept it.
+d37 = frame(0, 16, 131072, 19, 18, 19)
+bad.append(dict(name="H10304 odd parity without the shared bit 18", bits=s(d37), reason="parity"))
 bad.append(dict(name="H10301 truncated to 20 bits", bits=s(h)[:20], reason="too short"))
 bad.append(dict(name="single bit", bits="1", reason="too short"))
 bad.append(dict(name="129 bits", bits="10" * 64 + "1", reason="too long"))
