@@ -350,3 +350,22 @@ func wireBits(ps []Pulse) []bool {
 	}
 	return bits
 }
+
+// BenchmarkFeedFrameEarly measures feeding a whole 26-bit frame that
+// completes early, the decoder's share of the last-edge-to-decision delay
+// being the last Feed of each.
+func BenchmarkFeedFrameEarly(b *testing.B) {
+	d, _ := NewDecoder(Config{CompleteAt: 26})
+	bits := gpiosim.H10301(123, 4567)
+	at := time.Unix(0, 0)
+	for b.Loop() {
+		var ok bool
+		for _, p := range pulsesAt(bits, at, 2*time.Millisecond) {
+			_, ok = d.Feed(p)
+		}
+		if !ok {
+			b.Fatal("no early frame")
+		}
+		at = at.Add(time.Second)
+	}
+}
