@@ -237,16 +237,17 @@ func NewDecoder(cfg Config) (*Decoder, error) {
 //
 //   - A pulse shorter than MinPulse (width known) is counted as a glitch and
 //     dropped.
-//   - A pulse that falls before the End of the last frame returned, by less
-//     than Gap, is late (its frame was already delivered): it is dropped and
-//     counted in Stats.Late.
-//   - A pulse Gap or more after the open frame's latest pulse (or Gap or
-//     more before it: a clock step) first closes the open frame, which is
-//     returned; the pulse then starts a new frame.
+//   - A pulse that falls no later than the End of the last frame returned
+//     is late (its frame was already delivered): it is dropped and counted
+//     in Stats.Late.
+//   - A pulse Gap or more after the open frame's latest pulse first closes
+//     the open frame, which is returned; the pulse then starts a new frame.
 //   - Otherwise the pulse joins the open frame at its place in time order
-//     (two watchers may hand pulses over out of order); if that makes the
-//     frame CompleteAt pulses long and the frame qualifies (wiegand.md
-//     §3.1), the frame is closed and returned at once, with Early set.
+//     (two watchers may hand pulses over out of order, by any amount); if
+//     that makes the frame CompleteAt pulses long and the frame qualifies
+//     (wiegand.md §3.1), it is closed and returned at once, with Early set.
+//
+// Pulse times must come from a monotonic clock (wiegand.md §3.4).
 func (d *Decoder) Feed(p Pulse) (Frame, bool) {
 	if p.Width > 0 && p.Width < d.cfg.MinPulse {
 		d.glitches++
@@ -254,14 +255,14 @@ func (d *Decoder) Feed(p Pulse) (Frame, bool) {
 		d.stats.Glitches++
 		return Frame{}, false
 	}
-	if d.closed && !p.Time.After(d.closedEnd) && d.closedEnd.Sub(p.Time) < d.cfg.Gap {
+	if d.closed && !p.Time.After(d.closedEnd) {
 		d.stats.Late++
 		return Frame{}, false
 	}
 	var f Frame
 	var closed bool
 	if d.count > 0 {
-		if dt := p.Time.Sub(d.last); dt >= d.cfg.Gap || dt <= -d.cfg.Gap {
+		if p.Time.Sub(d.last) >= d.cfg.Gap {
 			f, closed = d.close(false), true
 		}
 	}

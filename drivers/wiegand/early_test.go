@@ -263,6 +263,14 @@ func TestOutOfOrderAndLate(t *testing.T) {
 	if _, open := d.Pending(); open || d.Stats().Late != 1 {
 		t.Fatalf("late pulse: open %v, stats %+v", open, d.Stats())
 	}
+	// One watcher drains its whole line before the other hands over any
+	// pulse (a stall with a burst of stamped events).
+	ps = pulsesAt(gpiosim.H10301(123, 4567), t0.Add(500*time.Millisecond), T)
+	slices.SortStableFunc(ps, func(a, b Pulse) int { return int(b.Line) - int(a.Line) })
+	frames, at = run(d, ps)
+	if len(frames) != 1 || !frames[0].Early || at[0] != 25 || frames[0].Facility != 123 || frames[0].Card != 4567 {
+		t.Fatalf("D1 pulses first, then D0: %v at %v", frames, at)
+	}
 	// The last pulse held back: the frame completes when it arrives.
 	ps = pulsesAt(gpiosim.H10301(9, 9), t0.Add(time.Second), T)
 	ps[24], ps[25] = ps[25], ps[24]
