@@ -31,6 +31,8 @@ type Config struct {
 	Privacy Privacy `toml:"privacy"`
 	// Devices are the serial devices the agent runs, from [[device]].
 	Devices []Device `toml:"device"`
+	// Admin is the local admin endpoint (metrics, status), from [admin].
+	Admin Admin `toml:"admin"`
 	// Gate holds what the doors of a smart gate share, from [gate].
 	Gate Gate `toml:"gate"`
 	// Doors are the gate's doors, from [[door]]; Wiegand their Wiegand
@@ -43,6 +45,13 @@ type Config struct {
 type Agent struct {
 	ID      string `toml:"id"`       // agent id, unique in the province; used in every topic
 	DataDir string `toml:"data_dir"` // outbox and state files live here
+	// Site names where the box stands (a community, a service centre);
+	// free text for operators, optional.
+	Site string `toml:"site"`
+	// Region is the administrative region code of the site (GB/T 2260:
+	// 6 digits for a county, 9 for a township, 12 for a community or
+	// village); optional, used by the hub for roll-out coverage.
+	Region string `toml:"region"`
 }
 
 // Hub is the MQTT link to the provincial hub.
@@ -96,6 +105,7 @@ func Defaults() Config {
 		Log:      Log{Format: "json", Level: "info"},
 		LocalAPI: defaultLocalAPI(),
 		Gate:     defaultGate(),
+		Admin:    Admin{Enabled: true, Listen: DefaultAdminListen},
 	}
 }
 
@@ -127,6 +137,7 @@ func Parse(b []byte, baseDir string) (Config, error) {
 	problems = append(problems, validateDevices(c.Devices)...)
 	problems = append(problems, c.LocalAPI.validate()...)
 	problems = append(problems, c.validateGate()...)
+	problems = append(problems, c.Admin.validate()...)
 	if len(problems) > 0 {
 		return Config{}, fmt.Errorf("%w:\n  %s", ErrInvalid, strings.Join(problems, "\n  "))
 	}
@@ -160,6 +171,9 @@ func (c Config) validate() []string {
 	}
 	if c.Agent.DataDir == "" {
 		bad("agent.data_dir", "required")
+	}
+	if r := c.Agent.Region; r != "" && !validRegion(r) {
+		bad("agent.region", "%q is not an administrative region code (6, 9 or 12 digits, e.g. 460105)", r)
 	}
 	h := c.Hub
 	if h.Broker == "" {
