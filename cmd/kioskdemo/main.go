@@ -20,6 +20,17 @@
 //	kiosk: transactions=K printed=R events=E
 //
 // before the summary.
+//
+// With -gate (the default) one more agent, demo-smartgate-01, is a virtual
+// smart gate (gate.go): two doors and two Wiegand readers simulated from
+// its config, an allowlist of residents pushed from the hub, scripted
+// residents with known, unknown and expired cards, a door held open, a
+// signed remote open and a fire alarm. It prints a "gate: " line per event
+// (card numbers masked) and
+//
+//	gate: summary swipes=S granted=G denied=D bad_frames=B alarms=A remote_opens=R decisions_at_hub=H
+//
+// before the kiosk line; its records count in the summary like any agent's.
 package main
 
 import (
@@ -60,6 +71,7 @@ type flags struct {
 	drainTimeout time.Duration
 	verbose      bool
 	kiosk        bool
+	gate         bool
 }
 
 func main() {
@@ -73,6 +85,7 @@ func main() {
 	flag.DurationVar(&f.drainTimeout, "drain-timeout", 60*time.Second, "how long to wait for the hub to hold everything")
 	flag.BoolVar(&f.verbose, "v", false, "log the components' info lines to stderr")
 	flag.BoolVar(&f.kiosk, "kiosk", true, "run a virtual kiosk agent with simulated devices and a demo kiosk page")
+	flag.BoolVar(&f.gate, "gate", true, "run a virtual smart gate agent with simulated doors and Wiegand readers, an allowlist from the hub and a scripted day")
 	flag.Parse()
 	if f.agents < 1 || f.rate < 1 || f.duration <= 0 {
 		fmt.Fprintln(os.Stderr, "kioskdemo: -agents, -rate and -duration must be positive")
@@ -141,11 +154,21 @@ func run(ctx context.Context, f flags, out io.Writer) (int, error) {
 		mask = maskPersonal
 	}
 
+	// The smart gate's keys and list, and the hub's list directory.
+	var gf *gateFiles
+	alDir := ""
+	if f.gate {
+		if gf, err = writeGateFiles(dir); err != nil {
+			return 1, fmt.Errorf("gate: %w", err)
+		}
+		alDir = gf.listDir
+	}
+
 	fast := uplink.Backoff{Min: 100 * time.Millisecond, Max: 2 * time.Second, StableAfter: 3 * time.Second}
 	hubSrv, err := hubrun.New(hubrun.Config{
 		Broker: brk.URL(), AllowPlaintext: true, Backoff: fast,
 		Root: root, DBPath: filepath.Join(dir, "hub.db"), HTTPAddr: "127.0.0.1:0",
-		Logger: log.With("component", "hub"), SealKey: sealKey, Mask: mask,
+		Logger: log.With("component", "hub"), SealKey: sealKey, Mask: mask, AllowlistDir: alDir,
 	})
 	if err != nil {
 		return 1, fmt.Errorf("hub: %w", err)
@@ -208,6 +231,15 @@ func run(ctx context.Context, f flags, out io.Writer) (int, error) {
 		})
 		vk.servePage()
 	}
+	var vg *virtualGate
+	if f.gate {
+		if vg, err = openGate(gf, codec, log, tune); err != nil {
+			return 1, fmt.Errorf("gate %s: %w", gateID, err)
+		}
+		defer vg.close()
+		agents = append(agents, vg.agent)
+		vg.start(agentCtx, &agentsDone, log)
+	}
 	fmt.Fprintf(out, "kioskdemo: broker=%s hub API http://%s/api/agents agents=%d rate=%d/s each for %s (data in %s)\n",
 		brk.Kind(), hubSrv.HTTPAddr(), len(agents), f.rate, f.duration, dir)
 	if vk != nil {
@@ -225,6 +257,10 @@ func run(ctx context.Context, f flags, out io.Writer) (int, error) {
 	if vk != nil {
 		// A few residents at the kiosk, scripted through the local API.
 		producers.Go(func() { vk.resident(prodCtx, min(max(f.duration/5, 500*time.Millisecond), 5*time.Second), out) })
+	}
+	if vg != nil {
+		// The gate's script runs to its end, past -duration if need be.
+		producers.Go(func() { vg.script(ctx, hubSrv, brk.URL(), out) })
 	}
 	var faultsDone sync.WaitGroup
 	if f.faults {
@@ -269,6 +305,14 @@ func run(ctx context.Context, f flags, out io.Writer) (int, error) {
 		delivered += d
 		lost += l
 	}
+	var gateErr error
+	if vg != nil {
+		produced += vg.agent.produced.Load()
+		var d, l uint64
+		d, l, gateErr = vg.summary(out, hubSrv)
+		delivered += d
+		lost += l
+	}
 	if vk != nil {
 		produced += vk.agent.produced.Load()
 		r, ok := hubSrv.Hub().AgentReceived(kioskID)
@@ -282,6 +326,9 @@ func run(ctx context.Context, f flags, out io.Writer) (int, error) {
 		len(agents), produced, delivered, dups, lost)
 	if lost > 0 {
 		return 1, fmt.Errorf("%d records lost", lost)
+	}
+	if gateErr != nil {
+		return 1, gateErr
 	}
 	return 0, nil
 }
