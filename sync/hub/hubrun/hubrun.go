@@ -55,6 +55,11 @@ type Config struct {
 	// push writes it): the hub answers every agent's allowlist requests
 	// from it, one list for all agents (firmware-specs/hub-allowlist.md).
 	AllowlistDir string
+
+	// NoClock stops the hub answering agents' clock requests
+	// (<root>/v1/<agent>/time/req, firmware-specs/commissioning-report.md
+	// §3); by default it answers them.
+	NoClock bool
 }
 
 // Server is a running hub: store, MQTT session, ingest and HTTP API.
@@ -112,6 +117,11 @@ func New(cfg Config) (_ *Server, err error) {
 	})
 	if err != nil {
 		return nil, err
+	}
+	if !cfg.NoClock {
+		if err = answerClock(s.session, cfg.Root, cfg.ShareGroup, time.Now); err != nil {
+			return nil, err
+		}
 	}
 	s.hub, err = hub.New(hub.Options{
 		Root:       cfg.Root,
