@@ -7,7 +7,9 @@
 // of the spec (and both against firmware-specs/osdpvectors).
 //
 // A [Bus] holds one or more [PD]s at their addresses and answers commands
-// in [Bus.Serve]. Tests drive a PD like a person at the door ([PD.Swipe],
+// in [Bus.Serve]; a bus with one PD also answers the configuration address
+// 0x7F (with the PD's own address), as a commissioning tool's probe expects.
+// Tests drive a PD like a person at the door ([PD.Swipe],
 // [PD.SwipeFormatted], [PD.Keys], [PD.SetTamper]), read what the control
 // panel made it do ([PD.LED], [PD.Buzzer], [PD.Text], [PD.Key],
 // [PD.Secure]) and inject faults ([PD.Inject] for one reply: garbage before

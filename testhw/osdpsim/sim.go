@@ -265,6 +265,15 @@ func (b *Bus) handle(f *frame) []byte {
 		return nil // a reply (another PD's, or an echo)
 	}
 	p := b.pds[f.addr]
+	if p == nil && f.addr == 0x7F && len(b.pds) == 1 {
+		// The configuration address: a lone PD answers it with its own
+		// address, so a tool can find a reader whose address it does not
+		// know. With several PDs on the bus their replies would collide,
+		// so none answers.
+		for _, only := range b.pds {
+			p = only
+		}
+	}
 	if p == nil {
 		return nil
 	}

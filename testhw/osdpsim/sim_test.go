@@ -86,3 +86,27 @@ func TestPlainVectors(t *testing.T) {
 		t.Errorf("PDID data %x, want %x", got[6:len(got)-2], v.Packets[6].Data)
 	}
 }
+
+// A lone PD answers osdp_ID sent to the configuration address 0x7F with its
+// own address; on a bus of two, nobody answers.
+func TestBroadcastAnsweredByALonePD(t *testing.T) {
+	id := []byte{0x53, 0x7F, 0x09, 0x00, 0x04, 0x61, 0x00}
+	c := crc16(id)
+	id = append(id, byte(c), byte(c>>8))
+	f, _, _ := parseFrame(id)
+	if f == nil {
+		t.Fatal("osdp_ID to 0x7F does not parse")
+	}
+	pd := NewPD(Config{Address: 5, Vendor: [3]byte{1, 2, 3}})
+	got := NewBus(pd).handle(f)
+	r, _, _ := parseFrame(got)
+	if r == nil || r.addr != 0x85 || r.code != 0x45 {
+		t.Fatalf("reply %x: want a PDID from address 5", got)
+	}
+	if pd.Count(0x61) != 1 {
+		t.Errorf("Count(ID) = %d, want 1", pd.Count(0x61))
+	}
+	if out := NewBus(NewPD(Config{Address: 1}), NewPD(Config{Address: 2})).handle(f); out != nil {
+		t.Errorf("a bus of two answered the broadcast: %x", out)
+	}
+}
