@@ -69,6 +69,7 @@ func commands() []command {
 		{name: "version", summary: "print kioskctl's version", run: runVersion},
 		{name: "config", summary: "config check [FILE]: validate a config file, naming every problem's key", run: runConfig, flags: configFlags, sub: []string{"check"}},
 		{name: "completion", summary: "print a bash or zsh completion script", run: runCompletion, sub: []string{"bash", "zsh"}},
+		{name: "ports", summary: "list serial ports with USB details and which device answers on each", run: runPorts, flags: portsFlags},
 	}
 }
 
