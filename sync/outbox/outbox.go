@@ -270,41 +270,48 @@ func (o *Outbox) read(after uint64, maxRecords, maxBytes int) (ents []wire.Entry
 		return nil, gen, nil
 	}
 	err = safeView(o.db, func(tx *bolt.Tx) error {
-		var slab []byte
-		total := 0
-		rc := tx.Cursor()
-		for name, _ := rc.Seek(segName(segOf(start))); name != nil && isSegName(name); name, _ = rc.Next() {
-			b := tx.Bucket(name)
-			if b == nil {
-				return fmt.Errorf("%w: segment bucket %x unreadable", ErrCorrupt, name)
-			}
-			c := b.Cursor()
-			for k, v := c.Seek(seqKey(start)); k != nil; k, v = c.Next() {
-				if len(k) != 8 {
-					return fmt.Errorf("%w: key of %d bytes", ErrCorrupt, len(k))
-				}
-				seq := beUint64(k)
-				if seq >= limit {
-					return nil
-				}
-				if len(ents) > 0 && (len(ents) >= maxRecords || total+len(v) > maxBytes) {
-					return nil
-				}
-				if cap(slab)-len(slab) < len(v) {
-					slab = make([]byte, 0, max(len(v), min(maxBytes, 256<<10)))
-				}
-				off := len(slab)
-				slab = append(slab, v...)
-				ents = append(ents, wire.Entry{Seq: seq, Raw: slab[off:len(slab):len(slab)]})
-				total += len(v)
-			}
-		}
-		return nil
+		ents, err = readRange(tx, start, limit, maxRecords, maxBytes)
+		return err
 	})
 	if err != nil {
 		return nil, gen, err
 	}
 	return ents, gen, nil
+}
+
+// readRange copies the records with start <= seq < limit, in order, up to
+// maxRecords and maxBytes (the first record always fits); see Read.
+func readRange(tx *bolt.Tx, start, limit uint64, maxRecords, maxBytes int) (ents []wire.Entry, err error) {
+	var slab []byte
+	total := 0
+	rc := tx.Cursor()
+	for name, _ := rc.Seek(segName(segOf(start))); name != nil && isSegName(name); name, _ = rc.Next() {
+		b := tx.Bucket(name)
+		if b == nil {
+			return nil, fmt.Errorf("%w: segment bucket %x unreadable", ErrCorrupt, name)
+		}
+		c := b.Cursor()
+		for k, v := c.Seek(seqKey(start)); k != nil; k, v = c.Next() {
+			if len(k) != 8 {
+				return nil, fmt.Errorf("%w: key of %d bytes", ErrCorrupt, len(k))
+			}
+			seq := beUint64(k)
+			if seq >= limit {
+				return ents, nil
+			}
+			if len(ents) > 0 && (len(ents) >= maxRecords || total+len(v) > maxBytes) {
+				return ents, nil
+			}
+			if cap(slab)-len(slab) < len(v) {
+				slab = make([]byte, 0, max(len(v), min(maxBytes, 256<<10)))
+			}
+			off := len(slab)
+			slab = append(slab, v...)
+			ents = append(ents, wire.Entry{Seq: seq, Raw: slab[off:len(slab):len(slab)]})
+			total += len(v)
+		}
+	}
+	return ents, nil
 }
 
 // safeView runs a read transaction, turning a panic or memory fault
