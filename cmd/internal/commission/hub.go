@@ -1,0 +1,260 @@
+package commission
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/kioskedge/kioskedge/agent/config"
+	"github.com/kioskedge/kioskedge/sync/uplink"
+	"github.com/kioskedge/kioskedge/sync/wire"
+)
+
+// MaxClockOffset is the largest offset from the hub's clock the clock
+// check accepts: record times, schedules and command expiry rely on it.
+const MaxClockOffset = 5 * time.Second
+
+// CertWarning is how close to expiry a certificate fails the TLS check.
+const CertWarning = 14 * 24 * time.Hour
+
+// HubOptions configure HubChecks.
+type HubOptions struct {
+	Config config.Config
+	// Timeout bounds the connection and each clock exchange; 0 means 5 s.
+	Timeout time.Duration
+	Now     func() time.Time // nil: time.Now
+}
+
+// HubChecks connects to the hub's broker with the box's own settings (an
+// uplink.Session, client id "<agent>-selftest" so the running kioskd's
+// session is not taken over) and returns three checks: "hub" (the MQTT
+// session came up), "tls" (a TLS handshake with the box's CA and client
+// certificate: version, the server certificate's subject and expiry, the
+// client certificate's expiry) and "clock" (the offset from the hub's
+// clock, NTP-style over wire.ClockRequest; not measured when the hub is
+// unreachable or does not answer).
+func HubChecks(ctx context.Context, o HubOptions) []Check {
+	if o.Timeout <= 0 {
+		o.Timeout = 5 * time.Second
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	c := o.Config
+	var tlsCheck Check
+	var wg sync.WaitGroup
+	wg.Go(func() { tlsCheck = tlsInfo(ctx, c, o.Timeout, o.Now) })
+	hubCheck, clockCheck := mqttChecks(ctx, o)
+	wg.Wait()
+	return []Check{hubCheck, tlsCheck, clockCheck}
+}
+
+// lastError is a slog handler keeping the last "err" attribute the session
+// logged, to say why a connection failed.
+type lastError struct {
+	mu  sync.Mutex
+	err string
+}
+
+func (h *lastError) Enabled(context.Context, slog.Level) bool { return true }
+func (h *lastError) Handle(_ context.Context, r slog.Record) error {
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "err" || a.Key == "error" {
+			h.mu.Lock()
+			h.err = a.Value.String()
+			h.mu.Unlock()
+		}
+		return true
+	})
+	return nil
+}
+func (h *lastError) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *lastError) WithGroup(string) slog.Handler      { return h }
+func (h *lastError) get() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.err
+}
+
+func mqttChecks(ctx context.Context, o HubOptions) (hubCheck, clockCheck Check) {
+	c := o.Config
+	password := ""
+	if c.Hub.PasswordFile != "" {
+		b, err := os.ReadFile(c.Hub.PasswordFile)
+		if err != nil {
+			return failed("hub", c.Hub.Broker, "hub.password_file: "+err.Error()), failed("clock", "not measured", "the hub was not reached")
+		}
+		password = strings.TrimSpace(string(b))
+	}
+	var files *uplink.TLSFiles
+	if c.Hub.CertFile != "" || c.Hub.CAFile != "" {
+		files = &uplink.TLSFiles{CAFile: c.Hub.CAFile, CertFile: c.Hub.CertFile, KeyFile: c.Hub.KeyFile}
+	}
+	logs := &lastError{}
+	s, err := uplink.NewSession(uplink.SessionOptions{
+		Broker: c.Hub.Broker, ClientID: c.Agent.ID + "-selftest", TLS: files, AllowPlaintext: c.Hub.Plaintext,
+		Username: c.Hub.Username, Password: password, KeepAlive: c.Hub.KeepAlive.D(),
+		Backoff: uplink.Backoff{Min: 200 * time.Millisecond, Max: time.Second, StableAfter: time.Minute},
+		Logger:  slog.New(logs),
+	})
+	if err != nil {
+		return failed("hub", c.Hub.Broker, err.Error()), Check{Name: "clock", OK: true, Detail: "not measured: the hub was not reached; system time " + o.Now().Format(time.RFC3339)}
+	}
+	topics := wire.Topics{Root: c.Hub.Root, Agent: c.Agent.ID}
+	replies := make(chan []byte, 8)
+	// Subscribe before Run: the session renews it on connect.
+	_ = s.Subscribe(topics.ClockReply(), 0, func(_ string, p []byte) {
+		select {
+		case replies <- p:
+		default:
+		}
+	})
+	sctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = s.Run(sctx) }) // ends with sctx
+	defer func() {
+		cancel()
+		wg.Wait()
+	}()
+	start := time.Now()
+	wctx, wcancel := context.WithTimeout(ctx, o.Timeout)
+	up := waitUntil(wctx, 20*time.Millisecond, s.Connected)
+	wcancel()
+	if !up {
+		reason := "hub not reachable: check the network, the broker address and port, and the firewall"
+		if e := logs.get(); e != "" {
+			reason += " (" + e + ")"
+		}
+		return failed("hub", c.Hub.Broker, reason), Check{Name: "clock", OK: true, Detail: "not measured: the hub was not reached; system time " + o.Now().Format(time.RFC3339)}
+	}
+	hubCheck = pass("hub", "connected to %s as %s in %v", c.Hub.Broker, c.Agent.ID+"-selftest", time.Since(start).Round(time.Millisecond))
+	return hubCheck, clockOffset(ctx, s, topics, replies, o)
+}
+
+// clockOffset asks the hub for its time three times and keeps the exchange
+// with the shortest round trip (its offset error is at most half of it).
+func clockOffset(ctx context.Context, s *uplink.Session, topics wire.Topics, replies chan []byte, o HubOptions) Check {
+	var (
+		best     time.Duration
+		bestRTT  = time.Duration(-1)
+		answered int
+	)
+	for range 3 {
+		var idb [8]byte
+		_, _ = rand.Read(idb[:]) // crypto/rand.Read never fails
+		id := hex.EncodeToString(idb[:])
+		req, _ := json.Marshal(wire.ClockRequest{ID: id, Sent: o.Now()}) // a string and a time always encode
+		if err := s.Publish(ctx, uplink.Message{Topic: topics.ClockRequest(), QoS: 1, Payload: req}); err != nil {
+			continue
+		}
+		timeout := time.After(min(o.Timeout, 2*time.Second))
+	wait:
+		for {
+			select {
+			case p := <-replies:
+				arrived := o.Now()
+				rep, err := wire.DecodeClockReply(p)
+				if err != nil || rep.ID != id {
+					continue
+				}
+				off, rtt := wire.ClockOffset(rep, arrived)
+				answered++
+				if bestRTT < 0 || rtt < bestRTT {
+					best, bestRTT = off, rtt
+				}
+				break wait
+			case <-timeout:
+				break wait
+			case <-ctx.Done():
+				return failed("clock", "not measured", ctx.Err().Error())
+			}
+		}
+	}
+	if answered == 0 {
+		return failed("clock", "the hub did not answer the clock request", "the hub does not answer time/req: upgrade hubd, or check the box's clock by hand (timedatectl)")
+	}
+	detail := fmt.Sprintf("offset %+v from the hub (±%v, round trip %v)", best.Round(time.Millisecond), (bestRTT / 2).Round(time.Millisecond), bestRTT.Round(time.Millisecond))
+	if best > MaxClockOffset || best < -MaxClockOffset {
+		return failed("clock", detail, fmt.Sprintf("the clock is off by more than %v: enable NTP (timedatectl set-ntp true) or set the time", MaxClockOffset))
+	}
+	return pass("clock", "%s", detail)
+}
+
+// tlsInfo handshakes with the broker as the box would and reports what it
+// saw. A plaintext broker passes with a note: config check already refuses
+// it unless hub.plaintext is set.
+func tlsInfo(ctx context.Context, c config.Config, timeout time.Duration, now func() time.Time) Check {
+	u, err := url.Parse(c.Hub.Broker)
+	if err != nil {
+		return failed("tls", c.Hub.Broker, "hub.broker is not a URL")
+	}
+	switch u.Scheme {
+	case "ssl", "tls", "mqtts":
+	default:
+		return pass("tls", "plaintext MQTT (hub.plaintext = true): lab only, no TLS to check")
+	}
+	cfg := &tls.Config{ServerName: u.Hostname(), MinVersion: tls.VersionTLS12}
+	if c.Hub.CAFile != "" {
+		pem, err := os.ReadFile(c.Hub.CAFile)
+		if err != nil {
+			return failed("tls", "hub.ca_file", err.Error())
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return failed("tls", "hub.ca_file", "no PEM certificate in "+c.Hub.CAFile)
+		}
+		cfg.RootCAs = pool
+	}
+	var client *x509.Certificate
+	if c.Hub.CertFile != "" {
+		kp, err := tls.LoadX509KeyPair(c.Hub.CertFile, c.Hub.KeyFile)
+		if err != nil {
+			return failed("tls", "hub.cert_file / hub.key_file", err.Error())
+		}
+		cfg.Certificates = []tls.Certificate{kp}
+		client, err = x509.ParseCertificate(kp.Certificate[0])
+		if err != nil {
+			return failed("tls", "hub.cert_file", err.Error())
+		}
+	}
+	host := u.Host
+	if u.Port() == "" {
+		host = net.JoinHostPort(u.Hostname(), "8883")
+	}
+	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: timeout}, Config: cfg}
+	dctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	conn, err := d.DialContext(dctx, "tcp", host)
+	if err != nil {
+		return failed("tls", host, "TLS handshake failed: "+err.Error())
+	}
+	st := conn.(*tls.Conn).ConnectionState()
+	// The handshake is all that was wanted; a close error changes nothing.
+	_ = conn.Close()
+	t := now()
+	srv := st.PeerCertificates[0]
+	detail := fmt.Sprintf("%s; server %q expires %s (%d days)", tls.VersionName(st.Version), srv.Subject.String(), srv.NotAfter.Format("2006-01-02"), days(srv.NotAfter.Sub(t)))
+	if client != nil {
+		detail += fmt.Sprintf("; client %q expires %s (%d days)", client.Subject.CommonName, client.NotAfter.Format("2006-01-02"), days(client.NotAfter.Sub(t)))
+	}
+	switch {
+	case client != nil && client.NotAfter.Sub(t) < CertWarning:
+		return failed("tls", detail, "the box's client certificate expires within 14 days: issue a new one (kioskctl provision)")
+	case srv.NotAfter.Sub(t) < CertWarning:
+		return failed("tls", detail, "the hub's certificate expires within 14 days: tell the hub operators")
+	}
+	return pass("tls", "%s", detail)
+}
+
+func days(d time.Duration) int { return int(d / (24 * time.Hour)) }
