@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -34,6 +35,9 @@ type HubOptions struct {
 	// Timeout bounds the connection and each clock exchange; 0 means 5 s.
 	Timeout time.Duration
 	Now     func() time.Time // nil: time.Now
+	// CertWarning is how close to expiry a certificate fails the TLS
+	// check; 0 means CertWarning.
+	CertWarning time.Duration
 }
 
 // HubChecks connects to the hub's broker with the box's own settings (an
@@ -51,10 +55,13 @@ func HubChecks(ctx context.Context, o HubOptions) []Check {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.CertWarning <= 0 {
+		o.CertWarning = CertWarning
+	}
 	c := o.Config
 	var tlsCheck Check
 	var wg sync.WaitGroup
-	wg.Go(func() { tlsCheck = tlsInfo(ctx, c, o.Timeout, o.Now) })
+	wg.Go(func() { tlsCheck = tlsInfo(ctx, c, o.Timeout, o.Now, o.CertWarning) })
 	hubCheck, clockCheck := mqttChecks(ctx, o)
 	wg.Wait()
 	return []Check{hubCheck, tlsCheck, clockCheck}
@@ -194,7 +201,7 @@ func clockOffset(ctx context.Context, s *uplink.Session, topics wire.Topics, rep
 // tlsInfo handshakes with the broker as the box would and reports what it
 // saw. A plaintext broker passes with a note: config check already refuses
 // it unless hub.plaintext is set.
-func tlsInfo(ctx context.Context, c config.Config, timeout time.Duration, now func() time.Time) Check {
+func tlsInfo(ctx context.Context, c config.Config, timeout time.Duration, now func() time.Time, warn time.Duration) Check {
 	u, err := url.Parse(c.Hub.Broker)
 	if err != nil {
 		return failed("tls", c.Hub.Broker, "hub.broker is not a URL")
@@ -240,8 +247,18 @@ func tlsInfo(ctx context.Context, c config.Config, timeout time.Duration, now fu
 		return failed("tls", host, "TLS handshake failed: "+err.Error())
 	}
 	st := conn.(*tls.Conn).ConnectionState()
+	// In TLS 1.3 a server refuses a client certificate after the client's
+	// side of the handshake is done: its alert is the first thing read. A
+	// broker that accepted the box waits for CONNECT, so the read times out.
+	_ = conn.SetReadDeadline(time.Now().Add(min(timeout, 300*time.Millisecond))) // a failure shows in Read
+	var one [1]byte
+	_, rerr := conn.Read(one[:])
 	// The handshake is all that was wanted; a close error changes nothing.
 	_ = conn.Close()
+	var ne net.Error
+	if rerr != nil && !(errors.As(rerr, &ne) && ne.Timeout()) {
+		return failed("tls", host, "the hub refused the box's certificate: "+rerr.Error())
+	}
 	t := now()
 	srv := st.PeerCertificates[0]
 	detail := fmt.Sprintf("%s; server %q expires %s (%d days)", tls.VersionName(st.Version), srv.Subject.String(), srv.NotAfter.Format("2006-01-02"), days(srv.NotAfter.Sub(t)))
@@ -249,10 +266,10 @@ func tlsInfo(ctx context.Context, c config.Config, timeout time.Duration, now fu
 		detail += fmt.Sprintf("; client %q expires %s (%d days)", client.Subject.CommonName, client.NotAfter.Format("2006-01-02"), days(client.NotAfter.Sub(t)))
 	}
 	switch {
-	case client != nil && client.NotAfter.Sub(t) < CertWarning:
-		return failed("tls", detail, "the box's client certificate expires within 14 days: issue a new one (kioskctl provision)")
-	case srv.NotAfter.Sub(t) < CertWarning:
-		return failed("tls", detail, "the hub's certificate expires within 14 days: tell the hub operators")
+	case client != nil && client.NotAfter.Sub(t) < warn:
+		return failed("tls", detail, fmt.Sprintf("the box's client certificate expires within %v: issue a new one (kioskctl provision)", warn))
+	case srv.NotAfter.Sub(t) < warn:
+		return failed("tls", detail, fmt.Sprintf("the hub's certificate expires within %v: tell the hub operators", warn))
 	}
 	return pass("tls", "%s", detail)
 }
