@@ -26,8 +26,8 @@ type portRow struct {
 	PID     string `json:"pid,omitempty"`
 	Serial  string `json:"serial,omitempty"`
 	Product string `json:"product,omitempty"`
-	// Device is the probe's kind (osdp, idcard, sscard, escpos, silent,
-	// unknown, busy, error); empty with --probe=false.
+	// Device is the probe's kind (osdp, idcard, sscard, escpos, qrscan,
+	// silent, unknown, busy, error); empty with --probe=false.
 	Device  string `json:"device,omitempty"`
 	Baud    int    `json:"baud,omitempty"`
 	Address *int   `json:"address,omitempty"` // OSDP reader address

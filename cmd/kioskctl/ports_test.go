@@ -127,9 +127,9 @@ type portJSON struct {
 	Detail  string `json:"detail"`
 }
 
-// Eight simulated devices on eight ptys: ports names each, finds the rate
-// and OSDP address, and every device received only read-only queries,
-// nothing after it was identified.
+// Eight simulated devices on eight ptys, and a scanner being used: ports
+// names each, finds the rate and OSDP address, and every device received
+// only read-only queries, nothing after it was identified.
 func TestPortsIdentifiesEverySimulatedDevice(t *testing.T) {
 	dir := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -171,6 +171,7 @@ func TestPortsIdentifiesEverySimulatedDevice(t *testing.T) {
 	ssc.Insert(sscardsim.VectorCard())
 	printer := escpossim.New()
 	scanner := qrscansim.New(qrscansim.Options{})
+	scanning := qrscansim.New(qrscansim.Options{Terminator: []byte("\r\n")})
 
 	attach("osdp-a", 9600, func(rw io.ReadWriter) { _ = osdpsim.NewBus(pdA).Serve(ctx, rw) }) // ends when the pty closes
 	attach("osdp-b", 38400, func(rw io.ReadWriter) { _ = osdpsim.NewBus(pdB).Serve(ctx, rw) })
@@ -178,6 +179,26 @@ func TestPortsIdentifiesEverySimulatedDevice(t *testing.T) {
 	attach("sscard", 115200, func(rw io.ReadWriter) { _ = ssc.Serve(rw) })
 	attach("printer", 19200, func(rw io.ReadWriter) { _ = printer.Serve(ctx, rw) })
 	attach("qr", 9600, func(rw io.ReadWriter) { _ = scanner.Serve(ctx, rw) })
+	probing := make(chan struct{})
+	attach("qr-scanning", 9600, func(rw io.ReadWriter) { // a technician scans a code now and then while ports runs
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = scanning.Serve(ctx, rw) // ends with ctx
+		}()
+		<-probing
+		tick := time.NewTicker(150 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				// Detached for an instant at start is fine: the next tick scans.
+				_ = scanning.Scan("VISITOR-TEST-1")
+			}
+		}
+	})
 	attach("nothing", 0, func(rw io.ReadWriter) { // a cable to nothing: reads, never answers
 		b := make([]byte, 64)
 		for {
@@ -217,6 +238,7 @@ func TestPortsIdentifiesEverySimulatedDevice(t *testing.T) {
 	})
 
 	start := time.Now()
+	close(probing)
 	code, stdout, stderr := runCtl(t, append([]string{"--json", "ports"}, paths...)...)
 	t.Logf("ports probed %d ports in %v", len(paths), time.Since(start))
 	if code != exitOK {
@@ -228,18 +250,22 @@ func TestPortsIdentifiesEverySimulatedDevice(t *testing.T) {
 	}
 	addr := func(a int) *int { return &a }
 	want := map[string]portJSON{
-		"osdp-a":  {Device: "osdp", Baud: 9600, Address: addr(0)},
-		"osdp-b":  {Device: "osdp", Baud: 38400, Address: addr(5)},
-		"idcard":  {Device: "idcard", Baud: 115200},
-		"sscard":  {Device: "sscard", Baud: 115200},
-		"printer": {Device: "escpos", Baud: 19200},
-		"qr":      {Device: "silent"},
-		"nothing": {Device: "silent"},
-		"noise":   {Device: "unknown"},
+		"osdp-a":      {Device: "osdp", Baud: 9600, Address: addr(0)},
+		"osdp-b":      {Device: "osdp", Baud: 38400, Address: addr(5)},
+		"idcard":      {Device: "idcard", Baud: 115200},
+		"sscard":      {Device: "sscard", Baud: 115200},
+		"printer":     {Device: "escpos", Baud: 19200},
+		"qr":          {Device: "silent"},
+		"qr-scanning": {Device: "qrscan", Baud: -1}, // the rate the first scan arrived at: not asserted
+		"nothing":     {Device: "silent"},
+		"noise":       {Device: "unknown"},
 	}
 	for _, r := range rows {
 		name := filepath.Base(r.Port)
 		w := want[name]
+		if w.Baud == -1 {
+			w.Baud = r.Baud
+		}
 		if r.Device != w.Device || r.Baud != w.Baud || (r.Address == nil) != (w.Address == nil) ||
 			(r.Address != nil && *r.Address != *w.Address) {
 			t.Errorf("%s: got %s@%d addr %v (%s), want %s@%d addr %v", name, r.Device, r.Baud, deref(r.Address), r.Detail, w.Device, w.Baud, deref(w.Address))
@@ -297,8 +323,8 @@ func TestPortsIdentifiesEverySimulatedDevice(t *testing.T) {
 	if printer.Queries() != 4 || printer.Unknown() != 0 || printer.Paper() != "" {
 		t.Errorf("printer: %d queries, %d unknown commands, paper %q", printer.Queries(), printer.Unknown(), printer.Paper())
 	}
-	if scanner.Probes() != 0 {
-		t.Errorf("scanner got %d liveness probes", scanner.Probes())
+	if scanner.Probes() != 0 || scanning.Probes() != 0 {
+		t.Errorf("scanners got %d and %d liveness probes", scanner.Probes(), scanning.Probes())
 	}
 }
 

@@ -17,7 +17,10 @@
 //     and 9600 baud.
 //   - QR scanner: nothing is sent for it. A scanner speaks only when a code
 //     is scanned, so a port where no query is answered is reported
-//     [Silent]: a QR scanner, or nothing at all.
+//     [Silent]: a QR scanner, or nothing at all. When what arrived unasked
+//     is nothing but text lines (a technician scanned a code while the
+//     probe ran) the port is reported [QRScan]; other unasked bytes make it
+//     [Unknown].
 //
 // No query changes a device: no LED, buzzer, text, key, power, print or cut
 // command is ever sent, and after a device is identified nothing more is

@@ -1,12 +1,14 @@
 package probe
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"sync"
 	"time"
 
+	"github.com/kioskedge/kioskedge/drivers/qrscan"
 	"github.com/kioskedge/kioskedge/drivers/serialport"
 )
 
@@ -19,6 +21,7 @@ const (
 	IDCard  Kind = "idcard"  // a resident ID-card reader (SAM module) answered SAM status
 	SSCard  Kind = "sscard"  // a social-security-card reader answered CARD STATUS
 	ESCPOS  Kind = "escpos"  // a receipt printer answered DLE EOT
+	QRScan  Kind = "qrscan"  // nothing answered, but text lines arrived unasked: a scanner that scanned
 	Silent  Kind = "silent"  // nothing answered and nothing was heard: a QR scanner, or nothing
 	Unknown Kind = "unknown" // bytes arrived but none was a reply to a query
 	Busy    Kind = "busy"    // the port is open elsewhere (kioskd); not probed
@@ -149,8 +152,20 @@ type prober struct {
 	port  serialport.Port
 	baud  int
 	noise int // bytes received that answered nothing
-	buf   [512]byte
+	// chatter keeps the first of those bytes, by baud rate, to tell a
+	// scanner that scanned from a device talking garbage.
+	chatter []chunk
+	kept    int
+	buf     [512]byte
 }
+
+type chunk struct {
+	baud int
+	b    []byte
+}
+
+// maxChatter bounds the unasked bytes kept.
+const maxChatter = 4096
 
 func (pr *prober) run(ctx context.Context) (Result, error) {
 	for _, s := range plan() {
@@ -172,12 +187,16 @@ func (pr *prober) run(ctx context.Context) (Result, error) {
 			return r, nil
 		}
 	}
+	if baud, lines, ok := scanned(pr.chatter); ok && pr.noise == pr.kept {
+		return Result{Path: pr.path, Kind: QRScan, Baud: baud, Addr: -1,
+			Detail: fmt.Sprintf("answered no query, but %d line(s) of text arrived unasked: a QR scanner that scanned", lines)}, nil
+	}
 	if pr.noise > 0 {
 		return Result{Path: pr.path, Kind: Unknown, Addr: -1,
 			Detail: fmt.Sprintf("%d bytes heard that answer no query: a device at an unusual baud rate or speaking another protocol, or a QR scanner scanning", pr.noise)}, nil
 	}
 	return Result{Path: pr.path, Kind: Silent, Addr: -1,
-		Detail: "no answer to any query: a QR scanner (it speaks only when it scans), or nothing connected"}, nil
+		Detail: "no answer to any query: a QR scanner (scan a code while probing to tell), or nothing connected"}, nil
 }
 
 // at makes sure the port is open at baud, reopening it at a new rate.
@@ -235,8 +254,49 @@ func (pr *prober) listen(ctx context.Context, got []byte, start time.Time, d tim
 	return got, nil
 }
 
-// heard counts unanswering bytes toward an Unknown result.
-func (pr *prober) heard(b []byte) { pr.noise += len(b) }
+// heard counts bytes that answered no query, keeping the first maxChatter.
+func (pr *prober) heard(b []byte) {
+	pr.noise += len(b)
+	if n := min(len(b), maxChatter-pr.kept); n > 0 {
+		pr.chatter = append(pr.chatter, chunk{pr.baud, bytes.Clone(b[:n])})
+		pr.kept += n
+	}
+}
+
+// scanned reports whether the unasked bytes are nothing but scanner lines
+// (qrscan.md §2, with one of the common terminators): then it returns the
+// rate of the first line and how many there were. A scan's payload may be
+// personal data; it is not kept.
+func scanned(chatter []chunk) (baud, lines int, ok bool) {
+	for _, term := range [][]byte{qrscan.CRLF, qrscan.CR, qrscan.LF} {
+		baud, lines, ok = 0, 0, true
+		for _, c := range chatter {
+			f, err := qrscan.NewFramer(qrscan.FramerConfig{Terminator: term})
+			if err != nil {
+				return 0, 0, false // cannot happen: a valid terminator
+			}
+			for _, ev := range f.Feed(nil, time.Time{}, c.b) {
+				switch ev.Kind {
+				case qrscan.Line:
+					if lines == 0 {
+						baud = c.baud
+					}
+					lines++
+				case qrscan.Empty:
+				default:
+					ok = false
+				}
+			}
+			if f.Pending() != 0 {
+				ok = false
+			}
+		}
+		if ok && lines > 0 {
+			return baud, lines, true
+		}
+	}
+	return 0, 0, false
+}
 
 func failed(path string, err error) Result {
 	r := Result{Path: path, Kind: Error, Addr: -1, Err: err}

@@ -329,3 +329,37 @@ func TestPortsOrderAndCancel(t *testing.T) {
 		}
 	}
 }
+
+// A port that answers nothing but sends text lines unasked is a scanner
+// that scanned; lines mixed with other bytes are not.
+func TestScannedLines(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		chatter []chunk
+		baud    int
+		lines   int
+	}{
+		{"CR", []chunk{{9600, []byte("VISITOR-1\r")}}, 9600, 1},
+		{"CRLF over two windows", []chunk{{19200, []byte("A1\r\n")}, {38400, []byte("B2\r\n")}}, 19200, 2},
+		{"LF", []chunk{{115200, []byte("扫码\n")}}, 115200, 1},
+		{"garbage line", []chunk{{9600, []byte("A\x01B\r")}}, 0, 0},
+		{"line and noise", []chunk{{9600, []byte("ABC\r")}, {9600, []byte{0xFF, 0x12}}}, 0, 0},
+		{"unfinished line", []chunk{{9600, []byte("ABC")}}, 0, 0},
+		{"nothing", nil, 0, 0},
+	} {
+		baud, lines, ok := scanned(c.chatter)
+		if ok != (c.lines > 0) || baud != c.baud || lines != c.lines {
+			t.Errorf("%s: %d lines at %d (%v), want %d at %d", c.name, lines, baud, ok, c.lines, c.baud)
+		}
+	}
+	dev := &device{baud: 9600, answer: func(q []byte) []byte {
+		if q[0] == 0x10 { // the first query at 9600: the technician scans
+			return []byte("VISITOR-1\r")
+		}
+		return nil
+	}}
+	r := Port(context.Background(), "/dev/fake", Options{Timeout: fast, Open: dev.open})
+	if r.Kind != QRScan || r.Baud != 9600 || strings.Contains(r.Detail, "VISITOR") {
+		t.Errorf("got %+v, want qrscan@9600 without the payload", r)
+	}
+}
