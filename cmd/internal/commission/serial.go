@@ -435,7 +435,7 @@ func (t *Tester) osdp(ctx context.Context, d config.Device, port serialport.Port
 			continue
 		}
 		// Both commands go before the next poll; two answers after them
-		// (the commands' and a poll's) mean they were taken.
+		// (the commands' and a poll's) mean both were taken.
 		seen := 0
 		var last time.Time
 		wctx, wcancel = context.WithTimeout(ctx, wait)
