@@ -42,6 +42,8 @@ func run(args []string, stderr io.Writer) error {
 			return allowlistCmd(args[1:], stderr) // allowlist.go
 		case "cmd":
 			return commandCmd(args[1:], stderr) // command.go
+		case "import":
+			return importCmd(args[1:], stderr) // import.go
 		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)

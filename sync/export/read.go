@@ -316,6 +316,9 @@ func verifySignature(pub crypto.PublicKey, digest, sig []byte) error {
 	return nil
 }
 
+// Path returns the file's path as given to Open.
+func (f *File) Path() string { return f.path }
+
 // Batches reads the file's batches again, in order, checks each against
 // the digest Open took of it, and calls fn with it; Entries are valid
 // only during the call. It stops at fn's first error and returns it.
