@@ -26,6 +26,9 @@ type portRow struct {
 	PID     string `json:"pid,omitempty"`
 	Serial  string `json:"serial,omitempty"`
 	Product string `json:"product,omitempty"`
+	// StablePath is the port's /dev/serial/by-id (or by-path) name, the
+	// one to put in the config's [[device]] path.
+	StablePath string `json:"stable_path,omitempty"`
 	// Device is the probe's kind (osdp, idcard, sscard, escpos, qrscan,
 	// silent, unknown, busy, error); empty with --probe=false.
 	Device  string `json:"device,omitempty"`
@@ -115,13 +118,27 @@ func runPorts(ctx context.Context, e *env, args []string) int {
 		out = append(out, line)
 	}
 	table(e, header, out)
+	first := true
+	for _, r := range rows {
+		if r.StablePath == "" {
+			continue
+		}
+		if first {
+			fmt.Fprintln(e.Stdout, "\nstable names, for the config's [[device]] path:")
+			first = false
+		}
+		fmt.Fprintf(e.Stdout, "  %s = %s\n", r.Port, r.StablePath)
+	}
 	return code
 }
 
 // rowFor fills a row for path with the USB details of the listed port it
 // is, or links to.
 func rowFor(path string, infos []serialport.PortInfo) portRow {
-	r := portRow{Port: path}
+	r := portRow{Port: path, StablePath: serialport.StablePath(path)}
+	if r.StablePath == path {
+		r.StablePath = ""
+	}
 	real, err := filepath.EvalSymlinks(path)
 	if err != nil {
 		real = path // not there: the probe says so

@@ -291,8 +291,9 @@ func TestPortsIdentifiesEverySimulatedDevice(t *testing.T) {
 			t.Errorf("%s heard: %v", name, err)
 			continue
 		}
-		if last := identifying[name]; last != "" && (len(heardNames) == 0 || heardNames[len(heardNames)-1] != last) {
-			t.Errorf("%s heard %v: want it to end with %q", name, heardNames, last)
+		if last := identifying[name]; last != "" && (len(heardNames) == 0 || heardNames[len(heardNames)-1] != last ||
+			names[len(names)-1] != last) {
+			t.Errorf("%s: sent %v, heard %v: want both to end with %q", name, names, heardNames, last)
 		}
 		if name == "nothing" && len(names) != probe.SilentQueries {
 			t.Errorf("a silent port got %d queries, want %d: %v", len(names), probe.SilentQueries, names)
