@@ -64,9 +64,14 @@ type Message struct {
 }
 
 // TLSFiles names the PEM files for TLS with a client certificate.
-// CertFile and KeyFile are required; an empty CAFile means the system roots.
+// CertFile and KeyFile are required unless NoClientCert; an empty CAFile
+// means the system roots.
 type TLSFiles struct {
 	CAFile, CertFile, KeyFile string
+	// NoClientCert connects with no client certificate (CertFile and
+	// KeyFile must be empty): only for a box enrolling, before it has one
+	// (firmware-specs/enrolment.md).
+	NoClientCert bool
 }
 
 // Backoff is a capped exponential back-off with full jitter: the n-th
@@ -315,17 +320,19 @@ func checkMessage(m Message) error {
 
 // loadTLS builds the client TLS configuration from PEM files.
 func loadTLS(f TLSFiles, serverName string) (*tls.Config, error) {
-	if f.CertFile == "" || f.KeyFile == "" {
+	conf := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: serverName}
+	switch {
+	case f.NoClientCert && (f.CertFile != "" || f.KeyFile != ""):
+		return nil, fmt.Errorf("%w: SessionOptions.TLS.NoClientCert with CertFile or KeyFile set", ErrTLS)
+	case f.NoClientCert:
+	case f.CertFile == "" || f.KeyFile == "":
 		return nil, fmt.Errorf("%w: SessionOptions.TLS.CertFile and KeyFile are required (client certificate auth)", ErrTLS)
-	}
-	cert, err := tls.LoadX509KeyPair(f.CertFile, f.KeyFile)
-	if err != nil {
-		return nil, fmt.Errorf("%w: client certificate %s / key %s: %v", ErrTLS, f.CertFile, f.KeyFile, err)
-	}
-	conf := &tls.Config{
-		MinVersion:   tls.VersionTLS12,
-		Certificates: []tls.Certificate{cert},
-		ServerName:   serverName,
+	default:
+		cert, err := tls.LoadX509KeyPair(f.CertFile, f.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("%w: client certificate %s / key %s: %v", ErrTLS, f.CertFile, f.KeyFile, err)
+		}
+		conf.Certificates = []tls.Certificate{cert}
 	}
 	if f.CAFile != "" {
 		pem, err := os.ReadFile(f.CAFile)
