@@ -35,6 +35,14 @@
 //	hubd -broker … -allowlist-dir /var/lib/hubd/lists
 //	hubd cmd door-open -broker … -root kioskedge/prov-a -agent gate-17 -door main -key cmd.key
 //
+// Box enrolment (firmware-specs/enrolment.md): "hubd ca init -dir D"
+// makes the box CA (D/ca.key 0600, D/ca.pem for the broker's client CA);
+// "hubd claim create -dir D -count N -expires 72h" prints one-time claim
+// tokens (only their hashes are kept; "hubd claim list" shows their state);
+// a hub started with -enrol-ca D signs boxes' certificate requests sent
+// with a token; "hubd ca sign -dir D -csr box.csr -out box.pem" signs one
+// brought offline.
+//
 // SIGINT or SIGTERM stops it cleanly: what is queued is committed and
 // acked, then it disconnects. The wiring lives in sync/hub/hubrun.
 package main

@@ -44,6 +44,10 @@ func run(args []string, stderr io.Writer) error {
 			return commandCmd(args[1:], stderr) // command.go
 		case "import":
 			return importCmd(args[1:], stderr) // import.go
+		case "ca":
+			return caCmd(args[1:], stderr) // ca.go
+		case "claim":
+			return claimCmd(args[1:], stderr) // ca.go
 		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -70,6 +74,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		sealKey   = fs.String("seal-key", "", "the hub's private key file (hubd keygen); opens sealed personal data for the records API, masked")
 		reveal    = fs.Bool("reveal-personal-data", false, "let records API requests with reveal=1 see opened personal data unmasked (needs -seal-key)")
 		alDir     = fs.String("allowlist-dir", "", "serve agents' allowlist requests from this list directory (hubd allowlist push -dir); empty for none")
+		enrolCA   = fs.String("enrol-ca", "", "answer boxes' enrolment requests with this CA directory (hubd ca init); empty for none")
 	)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -95,6 +100,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		HTTPAddr:       *httpAddr,
 		Logger:         log,
 		AllowlistDir:   *alDir,
+		EnrolCADir:     *enrolCA,
 	}
 	if *reveal && *sealKey == "" {
 		return errors.New("-reveal-personal-data needs -seal-key")

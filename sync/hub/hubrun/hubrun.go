@@ -13,6 +13,7 @@ import (
 
 	"github.com/kioskedge/kioskedge/sync/hub"
 	"github.com/kioskedge/kioskedge/sync/hubal"
+	"github.com/kioskedge/kioskedge/sync/hubca"
 	"github.com/kioskedge/kioskedge/sync/hubstore"
 	"github.com/kioskedge/kioskedge/sync/sealed"
 	"github.com/kioskedge/kioskedge/sync/uplink"
@@ -60,6 +61,10 @@ type Config struct {
 	// (<root>/v1/<agent>/time/req, firmware-specs/commissioning-report.md
 	// §3); by default it answers them.
 	NoClock bool
+
+	// EnrolCADir, if set, is a hubca CA directory (hubd ca init): the hub
+	// answers boxes' enrolment requests with it (firmware-specs/enrolment.md).
+	EnrolCADir string
 }
 
 // Server is a running hub: store, MQTT session, ingest and HTTP API.
@@ -70,6 +75,7 @@ type Server struct {
 	session *uplink.Session
 	hub     *hub.Hub
 	al      *hubal.Server
+	enrol   *hubca.Responder
 	ln      net.Listener
 
 	closeOnce sync.Once
@@ -149,6 +155,17 @@ func New(cfg Config) (_ *Server, err error) {
 			return nil, err
 		}
 	}
+	if cfg.EnrolCADir != "" {
+		ca, err := hubca.Open(cfg.EnrolCADir, hubca.Options{})
+		if err != nil {
+			return nil, err
+		}
+		s.enrol, err = hubca.NewResponder(hubca.ResponderOptions{CA: ca, Root: cfg.Root, Transport: Adapt(s.session),
+			ShareGroup: cfg.ShareGroup, Logger: log.With("component", "enrol")})
+		if err != nil {
+			return nil, err
+		}
+	}
 	if cfg.HTTPAddr != "" {
 		s.ln, err = net.Listen("tcp", cfg.HTTPAddr)
 		if err != nil {
@@ -220,6 +237,14 @@ func (s *Server) Run(ctx context.Context) error {
 	if s.al != nil {
 		wg.Go(func() {
 			if err := s.al.Run(hubCtx); err != nil {
+				errs <- err
+				stopHub()
+			}
+		})
+	}
+	if s.enrol != nil {
+		wg.Go(func() {
+			if err := s.enrol.Run(hubCtx); err != nil {
 				errs <- err
 				stopHub()
 			}
