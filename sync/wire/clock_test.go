@@ -45,3 +45,20 @@ func TestDecodeClockMessages(t *testing.T) {
 		t.Fatal(tp.ClockRequest(), tp.ClockReply())
 	}
 }
+
+func FuzzDecodeClock(f *testing.F) {
+	f.Add([]byte(`{"id":"a1b2","sent":"2026-11-28T08:00:00.123456789+08:00"}`))
+	f.Add([]byte(`{"id":"a1b2","sent":"2026-11-28T08:00:00Z","received":"2026-11-28T08:00:01Z","replied":"2026-11-28T08:00:01.5Z"}`))
+	f.Add([]byte(`{"id":"","sent":null}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if r, err := DecodeClockRequest(b); err == nil && (r.ID == "" || len(r.ID) > 64 || r.Sent.IsZero()) {
+			t.Fatalf("accepted a bad request %+v", r)
+		}
+		if r, err := DecodeClockReply(b); err == nil {
+			if r.ID == "" || r.Received.IsZero() {
+				t.Fatalf("accepted a bad reply %+v", r)
+			}
+			ClockOffset(r, r.Replied) // never panics
+		}
+	})
+}
