@@ -106,7 +106,7 @@ func caSign(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "signed agent %s: serial %s, valid until %s, written to %s\n", agent,
 		hex.EncodeToString(cert.SerialNumber.Bytes()), cert.NotAfter.UTC().Format(time.RFC3339), *out)
-	fmt.Fprintf(stderr, "take %s back to the box: kioskctl provision --import-cert %s\n", *out, *out)
+	fmt.Fprintf(stderr, "take %s back to the box: kioskctl provision --dir /etc/kioskedge --import-cert %s\n", *out, *out)
 	return nil
 }
 

@@ -72,6 +72,7 @@ func commands() []command {
 		{name: "selftest", summary: "check every device, the clock, disk, outbox, hub and TLS; save, send and print the commissioning report", run: runSelftest, flags: selftestFlags},
 		{name: "outbox", summary: "outbox export --out FILE|DIR: write the unacked records to a signed file for hubd import (kioskd stopped)", run: runOutbox, flags: outboxFlags, sub: []string{"export"}},
 		{name: "completion", summary: "print a bash or zsh completion script", run: runCompletion, sub: []string{"bash", "zsh"}},
+		{name: "provision", summary: "give the box its identity and certificate: --claim TOKEN (online), --offline, --import-cert", run: runProvision, flags: provisionFlags},
 		{name: "ports", summary: "list serial ports with USB details and which device answers on each", run: runPorts, flags: portsFlags},
 	}
 }
