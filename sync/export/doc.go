@@ -23,8 +23,8 @@
 //     checked against the digest taken while verifying, so a file changed
 //     between the two reads is refused rather than half trusted.
 //   - An export never deletes anything from the box's outbox. The records
-//     stay until the hub's ack arrives over MQTT; the hub that imported
-//     them acks at once, and the batches the agent sends meanwhile are
-//     dropped as duplicates by sequence. This is what makes the USB path
+//     stay until the hub's ack arrives over MQTT: the box resends them,
+//     the hub that imported them drops every one as a duplicate by
+//     sequence and acks. This is what makes the USB path
 //     safe: a lost or refused stick costs nothing.
 package export

@@ -3,9 +3,12 @@ package export
 import (
 	"bytes"
 	"testing"
+
+	"github.com/kioskedge/kioskedge/firmware-specs/exportvectors"
 )
 
-// FuzzParse feeds arbitrary bytes to the verifier: it must never panic,
+// FuzzParse feeds arbitrary bytes to the verifier, seeded with a file of
+// this package's writer and the spec vectors: it must never panic,
 // and whatever it accepts must be signed by the test CA's box and keep the
 // header's promise.
 func FuzzParse(f *testing.F) {
@@ -16,6 +19,14 @@ func FuzzParse(f *testing.F) {
 	f.Add(good)
 	f.Add(good[:len(good)/2])
 	f.Add([]byte(magic + "\x01"))
+	v, _ := loadVectors(f)
+	for _, c := range v.Cases {
+		b, err := exportvectors.File(c.File)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		file, err := parse(bytes.NewReader(data), VerifyOptions{Roots: ca.pool, Codec: codec})
 		if err != nil {
