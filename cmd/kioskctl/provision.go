@@ -56,6 +56,7 @@ func provisionFlags() *flag.FlagSet {
 	fs.String("hub-public-key", "", "the hub's sealing public key (hubd keygen's hub.pub); optional")
 	fs.String("data-dir", "/var/lib/kioskedge", "the agent's data directory")
 	fs.String("claim", "", "one-time claim token: enrol online now")
+	fs.String("claim-file", "", "read the claim token from this file (keeps it out of the process list and shell history)")
 	fs.Bool("offline", false, "write box.csr and stop, to be signed at the hub (hubd ca sign)")
 	fs.String("import-cert", "", "finish an offline enrolment with the certificate hubd ca sign wrote")
 	fs.String("enrol-broker", "", "broker URL for enrolment [--hub]")
@@ -104,7 +105,7 @@ func runProvision(ctx context.Context, e *env, args []string) int {
 	str := func(n string) string { return fs.Lookup(n).Value.String() }
 	dir := str("dir")
 	if imp := str("import-cert"); imp != "" {
-		if str("claim") != "" || str("offline") == "true" {
+		if str("claim") != "" || str("claim-file") != "" || str("offline") == "true" {
 			return fail(e, "provision", exitUsage, "--import-cert finishes an offline enrolment; it goes without --claim and --offline")
 		}
 		return provisionImport(e, dir, imp)
@@ -112,8 +113,20 @@ func runProvision(ctx context.Context, e *env, args []string) int {
 	st := provisionState{Agent: str("agent"), Site: str("site"), Region: str("region"), Hub: str("hub"),
 		Root: str("root"), DataDir: str("data-dir")}
 	claim, offline := str("claim"), str("offline") == "true"
+	if f := str("claim-file"); f != "" {
+		if claim != "" {
+			return fail(e, "provision", exitUsage, "--claim and --claim-file: give one")
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return fail(e, "provision", exitUnusable, "--claim-file: %v", err)
+		}
+		if claim = strings.TrimSpace(string(b)); claim == "" {
+			return fail(e, "provision", exitUsage, "--claim-file %s is empty", f)
+		}
+	}
 	if (claim == "") == !offline {
-		return fail(e, "provision", exitUsage, "give either --claim TOKEN (online) or --offline")
+		return fail(e, "provision", exitUsage, "give either --claim TOKEN or --claim-file FILE (online), or --offline")
 	}
 	for _, req := range []string{"agent", "hub", "root", "hub-ca", "command-key", "site-key"} {
 		if str(req) == "" {

@@ -42,7 +42,9 @@ type provHub struct {
 	siteKey string
 }
 
-func newProvHub(t *testing.T) *provHub {
+func newProvHub(t *testing.T) *provHub { return newProvHubKind(t, broker.Mochi) }
+
+func newProvHubKind(t *testing.T, kind broker.Kind) *provHub {
 	t.Helper()
 	h := &provHub{pki: certs.ForTest(t), caDir: filepath.Join(t.TempDir(), "ca"), inputs: t.TempDir()}
 	if err := hubca.Init(h.caDir, hubca.Options{}); err != nil {
@@ -54,9 +56,9 @@ func newProvHub(t *testing.T) *provHub {
 	}
 	// Client certificates are verified if given (the hub's), not required
 	// (a box enrolling has none).
-	h.enrol = broker.ForTest(t, broker.Options{Kind: broker.Mochi, TLS: &broker.TLSListener{
+	h.enrol = broker.ForTest(t, broker.Options{Kind: kind, TLS: &broker.TLSListener{
 		CertFile: h.pki.Server.CertFile, KeyFile: h.pki.Server.KeyFile, CAFile: h.pki.CAFile}})
-	h.mtls = broker.ForTest(t, broker.Options{Kind: broker.Mochi, TLS: &broker.TLSListener{
+	h.mtls = broker.ForTest(t, broker.Options{Kind: kind, TLS: &broker.TLSListener{
 		CertFile: h.pki.Server.CertFile, KeyFile: h.pki.Server.KeyFile,
 		CAFile: filepath.Join(h.caDir, hubca.CertFile), RequireClientCert: true}})
 
@@ -162,8 +164,15 @@ func checkMode(t *testing.T, path string, want os.FileMode) {
 	}
 }
 
+// TestProvisionOnlineThenMTLSOnly runs over both broker kinds: Mochi in
+// process and a real Mosquitto.
 func TestProvisionOnlineThenMTLSOnly(t *testing.T) {
-	h := newProvHub(t)
+	for _, kind := range broker.Kinds {
+		t.Run(string(kind), func(t *testing.T) { testProvisionOnline(t, newProvHubKind(t, kind)) })
+	}
+}
+
+func testProvisionOnline(t *testing.T, h *provHub) {
 	dir := filepath.Join(t.TempDir(), "etc")
 	tok := h.token(t, time.Hour)
 	code, stdout, stderr := runCtl(t, h.args("box-1", dir, "--claim", tok)...)
@@ -255,7 +264,11 @@ func TestProvisionOnlineThenMTLSOnly(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir2, provConfig), []byte("# mine\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	code, stdout, stderr = runCtl(t, h.args("box-2", dir2, "--claim", h.token(t, time.Hour))...)
+	tokFile := filepath.Join(t.TempDir(), "claim.txt")
+	if err := os.WriteFile(tokFile, []byte(h.token(t, time.Hour)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr = runCtl(t, h.args("box-2", dir2, "--claim-file", tokFile)...)
 	if code != exitOK {
 		t.Fatalf("provision beside a config: %d %s", code, stderr)
 	}
@@ -379,6 +392,7 @@ func TestProvisionUsage(t *testing.T) {
 	for name, args := range map[string][]string{
 		"neither claim nor offline": h.args("box-1", dir),
 		"both":                      h.args("box-1", dir, "--offline", "--claim", "x"),
+		"claim and claim-file":      h.args("box-1", dir, "--claim", "x", "--claim-file", "y"),
 		"bad agent":                 h.args("a/b", dir, "--offline"),
 		"bad region":                append(h.args("box-1", dir, "--offline"), "--region", "12"),
 		"plaintext hub":             append(h.args("box-1", dir, "--offline"), "--hub", "tcp://127.0.0.1:1883"),
