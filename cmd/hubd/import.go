@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/kioskedge/kioskedge/sync/export"
@@ -43,7 +44,7 @@ func importCmd(args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("hubd import", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	db := fs.String("db", "hubd.db", "path of the hub's bbolt store (hubd serve must be stopped: it holds the file)")
-	caFile := fs.String("ca", "", "CA certificate(s), PEM, that issued the boxes' client certificates; required")
+	caFile := fs.String("ca", "", "CA certificate(s), PEM, that issued the boxes' client certificates, or the box CA directory of hubd ca init (its ca.pem); required")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -147,8 +148,12 @@ func importFile(store *hubstore.Store, f *export.File) (importResult, error) {
 	return res, err
 }
 
-// importRoots reads the CA certificates a box certificate must chain to.
+// importRoots reads the CA certificates a box certificate must chain to:
+// a PEM file, or a CA directory of hubd ca init (its ca.pem).
 func importRoots(file string) (*x509.CertPool, error) {
+	if fi, err := os.Stat(file); err == nil && fi.IsDir() {
+		file = filepath.Join(file, "ca.pem")
+	}
 	b, err := os.ReadFile(file)
 	if err != nil {
 		return nil, err
