@@ -43,6 +43,12 @@
 // with a token; "hubd ca sign -dir D -csr box.csr -out box.pem" signs one
 // brought offline.
 //
+// Records carried on a USB stick (firmware-specs/outbox-export.md):
+// "hubd import -db hub.db -ca D FILE.keo..." verifies each file written by
+// kioskctl outbox export (checksum, sequences, the box's signature, its
+// certificate chaining to the box CA, CN = agent) and stores the records
+// through the same dedup as MQTT; hubd must be stopped (the store's lock).
+//
 // SIGINT or SIGTERM stops it cleanly: what is queued is committed and
 // acked, then it disconnects. The wiring lives in sync/hub/hubrun.
 package main
