@@ -183,6 +183,13 @@ func TestOutboxExportRefusals(t *testing.T) {
 	good.fill(t, 3, 0)
 	drained := newExportBox(t, certs.ClientCN, true)
 	drained.fill(t, 3, 3)
+	damaged := newExportBox(t, certs.ClientCN, true)
+	if err := os.MkdirAll(damaged.dataDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(damaged.dataDir, "outbox.db"), bytes.Repeat([]byte("not bbolt "), 800), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	cases := []struct {
 		name   string
 		config string
@@ -198,6 +205,7 @@ func TestOutboxExportRefusals(t *testing.T) {
 		{"no outbox", newExportBox(t, certs.ClientCN, true).config, []string{"export", "--out", t.TempDir()}, exitUnusable, "no outbox at"},
 		{"missing config", filepath.Join(t.TempDir(), "none.toml"), []string{"export", "--out", t.TempDir()}, exitUnusable, "kioskctl config check"},
 		{"nothing to export", drained.config, []string{"export", "--out", t.TempDir()}, exitOK, "nothing to export"},
+		{"damaged outbox", damaged.config, []string{"export", "--out", t.TempDir()}, exitUnusable, "start kioskd once so it salvages the file"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -206,6 +214,10 @@ func TestOutboxExportRefusals(t *testing.T) {
 				t.Fatalf("code %d (want %d), output %q %q; want %q", code, tc.code, stdout, stderr, tc.says)
 			}
 		})
+	}
+	// The export never writes to the outbox, not even to repair it.
+	if b, err := os.ReadFile(filepath.Join(damaged.dataDir, "outbox.db")); err != nil || !bytes.Equal(b, bytes.Repeat([]byte("not bbolt "), 800)) {
+		t.Fatalf("the damaged outbox was changed (%v)", err)
 	}
 }
 
