@@ -30,5 +30,7 @@
 //
 // A probe of one port is sequential: one query at a time, each waiting at
 // most Options.Timeout for its reply, so a silent port takes about
-// [SilentQueries] timeouts. [Ports] probes several ports concurrently.
+// [SilentQueries] timeouts. A reply that comes late, while a later query at
+// the same rate waits, still identifies its device. [Ports] probes several
+// ports concurrently.
 package probe

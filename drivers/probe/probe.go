@@ -107,7 +107,7 @@ func Ports(ctx context.Context, paths []string, opts Options) []Result {
 // Error (not found, permission, I/O, ctx ended), with Err set. The port is
 // closed before Port returns.
 func Port(ctx context.Context, path string, opts Options) Result {
-	pr := &prober{path: path, opts: opts, wait: opts.timeout()}
+	pr := &prober{path: path, opts: opts, wait: opts.timeout(), asked: map[Kind]bool{}}
 	if pr.opts.Open == nil {
 		pr.opts.Open = serialport.Open
 	}
@@ -151,7 +151,8 @@ type prober struct {
 	wait  time.Duration
 	port  serialport.Port
 	baud  int
-	noise int // bytes received that answered nothing
+	asked map[Kind]bool // queries sent since the port was opened at this rate
+	noise int           // bytes received that answered nothing
 	// chatter keeps the first of those bytes, by baud rate, to tell a
 	// scanner that scanned from a device talking garbage.
 	chatter []chunk
@@ -210,6 +211,7 @@ func (pr *prober) at(baud int) error {
 		return err
 	}
 	pr.port, pr.baud = p, baud
+	clear(pr.asked)
 	return nil
 }
 

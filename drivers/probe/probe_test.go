@@ -127,6 +127,7 @@ func FuzzRecognisers(f *testing.F) {
 type device struct {
 	baud   int
 	answer func(q []byte) []byte
+	late   bool // each reply comes only when the next query is written
 
 	mu     sync.Mutex
 	writes []string // "rate:query name"
@@ -163,6 +164,7 @@ type fakePort struct {
 	timeout time.Duration
 	closed  chan struct{}
 	once    sync.Once
+	pending []byte // a late device's reply to the last query
 }
 
 func (p *fakePort) Read(b []byte) (int, error) {
@@ -184,8 +186,14 @@ func (p *fakePort) Write(b []byte) (int, error) {
 	p.d.mu.Lock()
 	p.d.writes = append(p.d.writes, fmt.Sprintf("%d:%s", p.baud, queryName(b)))
 	p.d.mu.Unlock()
+	if p.pending != nil {
+		p.data <- p.pending
+		p.pending = nil
+	}
 	if p.d.answer != nil && (p.d.baud == 0 || p.d.baud == p.baud) {
-		if r := p.d.answer(b); len(r) > 0 {
+		if r := p.d.answer(b); len(r) > 0 && p.d.late {
+			p.pending = r
+		} else if len(r) > 0 {
 			p.data <- r
 		}
 	}
@@ -361,5 +369,21 @@ func TestScannedLines(t *testing.T) {
 	r := Port(context.Background(), "/dev/fake", Options{Timeout: fast, Open: dev.open})
 	if r.Kind != QRScan || r.Baud != 9600 || strings.Contains(r.Detail, "VISITOR") {
 		t.Errorf("got %+v, want qrscan@9600 without the payload", r)
+	}
+}
+
+// A reader slower than the reply wait is still found when its answer
+// arrives while the next query at the same rate waits.
+func TestLateReplyAtTheSameRate(t *testing.T) {
+	dev := &device{baud: 115200, late: true, answer: func(q []byte) []byte {
+		if bytes.Equal(q, sscardRequest) {
+			return unhex(t, "02 0003 110000 12 03")
+		}
+		return nil
+	}}
+	r := Port(context.Background(), "/dev/fake", Options{Timeout: fast, Open: dev.open})
+	w := dev.log()
+	if r.Kind != SSCard || r.Baud != 115200 || w[len(w)-1] != "115200:SAM status" {
+		t.Errorf("got %+v after %v, want sscard@115200 found while SAM status waited", r, w)
 	}
 }

@@ -110,16 +110,61 @@ func escposReply(got []byte) (byte, bool) {
 }
 
 func askOSDP(ctx context.Context, pr *prober) (Result, bool, error) {
-	got, err := exchange(ctx, pr, osdpRequest, func(b []byte) bool { _, ok := osdpReply(b); return ok })
+	return ask(ctx, pr, OSDP, osdpRequest)
+}
+
+func askIDCard(ctx context.Context, pr *prober) (Result, bool, error) {
+	return ask(ctx, pr, IDCard, idcardRequest)
+}
+
+func askSSCard(ctx context.Context, pr *prober) (Result, bool, error) {
+	return ask(ctx, pr, SSCard, sscardRequest)
+}
+
+// ask sends kind's request q and reads until its reply is recognised or the
+// reply wait ends. Bytes that do not answer it may still be a late answer
+// to a query sent earlier at this rate (a device slower than the wait):
+// that identifies the device too. Otherwise they count as unasked.
+func ask(ctx context.Context, pr *prober, kind Kind, q []byte) (Result, bool, error) {
+	if err := pr.send(q); err != nil {
+		return Result{}, false, err
+	}
+	pr.asked[kind] = true
+	got, err := pr.listen(ctx, nil, time.Now(), pr.wait, func(b []byte) bool { _, ok := recognise(kind, b); return ok })
 	if err != nil {
 		return Result{}, false, err
 	}
-	p, ok := osdpReply(got)
-	if !ok {
-		pr.heard(got)
-		return Result{}, false, nil
+	if r, ok := recognise(kind, got); ok {
+		return r, true, nil
 	}
-	return Result{Kind: OSDP, Addr: int(p.Addr), Detail: osdpDetail(p)}, true, nil
+	for _, k := range []Kind{OSDP, IDCard, SSCard} {
+		if k != kind && pr.asked[k] {
+			if r, ok := recognise(k, got); ok {
+				return r, true, nil
+			}
+		}
+	}
+	pr.heard(got)
+	return Result{}, false, nil
+}
+
+// recognise looks in got for a reply of kind (OSDP, IDCard or SSCard).
+func recognise(kind Kind, got []byte) (Result, bool) {
+	switch kind {
+	case OSDP:
+		if p, ok := osdpReply(got); ok {
+			return Result{Kind: OSDP, Addr: int(p.Addr), Detail: osdpDetail(p)}, true
+		}
+	case IDCard:
+		if r, ok := idcardReply(got); ok {
+			return Result{Kind: IDCard, Detail: fmt.Sprintf("SAM status %02X: %s", r.SW3, idcard.StatusText(r.SW3))}, true
+		}
+	case SSCard:
+		if status, data, ok := sscardReply(got); ok {
+			return Result{Kind: SSCard, Detail: sscardDetail(status, data)}, true
+		}
+	}
+	return Result{}, false
 }
 
 // osdpReply finds the first reply packet in got. Packets without the reply
@@ -157,19 +202,6 @@ func osdpDetail(p osdp.Packet) string {
 	return fmt.Sprintf("answered osdp_ID with reply %#02x", p.Code)
 }
 
-func askIDCard(ctx context.Context, pr *prober) (Result, bool, error) {
-	got, err := exchange(ctx, pr, idcardRequest, func(b []byte) bool { _, ok := idcardReply(b); return ok })
-	if err != nil {
-		return Result{}, false, err
-	}
-	r, ok := idcardReply(got)
-	if !ok {
-		pr.heard(got)
-		return Result{}, false, nil
-	}
-	return Result{Kind: IDCard, Detail: fmt.Sprintf("SAM status %02X: %s", r.SW3, idcard.StatusText(r.SW3))}, true, nil
-}
-
 // idcardReply finds the first whole response frame in got (idcard.md §7).
 func idcardReply(got []byte) (idcard.Response, bool) {
 	for len(got) > 0 {
@@ -184,19 +216,6 @@ func idcardReply(got []byte) (idcard.Response, bool) {
 		got = got[drop:]
 	}
 	return idcard.Response{}, false
-}
-
-func askSSCard(ctx context.Context, pr *prober) (Result, bool, error) {
-	got, err := exchange(ctx, pr, sscardRequest, func(b []byte) bool { _, _, ok := sscardReply(b); return ok })
-	if err != nil {
-		return Result{}, false, err
-	}
-	status, data, ok := sscardReply(got)
-	if !ok {
-		pr.heard(got)
-		return Result{}, false, nil
-	}
-	return Result{Kind: SSCard, Detail: sscardDetail(status, data)}, true, nil
 }
 
 // sscardReply finds the reply to CARD STATUS in got: a valid frame whose
@@ -231,12 +250,4 @@ func sscardDetail(status byte, data []byte) string {
 		return "reader ok, card present and powered"
 	}
 	return fmt.Sprintf("reader ok, card state %02X", data[0])
-}
-
-// exchange sends q and reads until complete(got) or the reply wait ends.
-func exchange(ctx context.Context, pr *prober, q []byte, complete func([]byte) bool) ([]byte, error) {
-	if err := pr.send(q); err != nil {
-		return nil, err
-	}
-	return pr.listen(ctx, nil, time.Now(), pr.wait, complete)
 }
