@@ -13,6 +13,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -238,7 +239,7 @@ kind = "escpos"
 path = %q
 `, notATTY)
 	var stderr bytes.Buffer
-	if code := run([]string{"-config", writeConfig(t, cfg)}, &stderr); code != 1 {
+	if code := run([]string{"-config", writeConfig(t, cfg)}, io.Discard, &stderr); code != 1 {
 		t.Fatalf("exit %d, want 1; stderr:\n%s", code, &stderr)
 	}
 	for _, want := range []string{"device[0]", "printer-1", notATTY} {

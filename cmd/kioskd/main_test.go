@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -74,6 +75,9 @@ level = "info"
 
 [localapi]
 listen = "127.0.0.1:0"   # tests run daemons in parallel
+
+[admin]
+listen = "127.0.0.1:0"
 `, agent, brokerURL, labRoot)
 }
 
@@ -81,7 +85,7 @@ func TestCheckExampleConfig(t *testing.T) {
 	t.Parallel()
 	var stderr bytes.Buffer
 	cfg := filepath.Join("..", "..", "examples", "kioskd.toml")
-	if code := run([]string{"-config", cfg, "-check"}, &stderr); code != 0 {
+	if code := run([]string{"-config", cfg, "-check"}, io.Discard, &stderr); code != 0 {
 		t.Fatalf("kioskd -check %s: exit %d, want 0; stderr:\n%s", cfg, code, &stderr)
 	}
 	if !strings.Contains(stderr.String(), ": ok") {
@@ -93,7 +97,7 @@ func TestCheckLabConfig(t *testing.T) {
 	t.Parallel()
 	var stderr bytes.Buffer
 	cfg := writeConfig(t, labConfig("lab-gate-01", "tcp://127.0.0.1:1883"))
-	if code := run([]string{"-config", cfg, "-check"}, &stderr); code != 0 {
+	if code := run([]string{"-config", cfg, "-check"}, io.Discard, &stderr); code != 0 {
 		t.Fatalf("exit %d, want 0; stderr:\n%s", code, &stderr)
 	}
 	// -check must not touch the data directory.
@@ -126,7 +130,7 @@ func TestInvalidConfigExits2NamingTheKey(t *testing.T) {
 			cfg := writeConfig(t, tt.body)
 			for _, args := range [][]string{{"-config", cfg, "-check"}, {"-config", cfg}} {
 				var stderr bytes.Buffer
-				code := run(args, &stderr)
+				code := run(args, io.Discard, &stderr)
 				if code != 2 {
 					t.Fatalf("kioskd %v: exit %d, want 2; stderr:\n%s", args, code, &stderr)
 				}
@@ -148,7 +152,7 @@ func TestMissingConfigExits2(t *testing.T) {
 	missing := filepath.Join(t.TempDir(), "nope.toml")
 	for _, args := range [][]string{{"-config", missing, "-check"}, {"-config", missing}} {
 		var stderr bytes.Buffer
-		if code := run(args, &stderr); code != 2 {
+		if code := run(args, io.Discard, &stderr); code != 2 {
 			t.Fatalf("kioskd %v: exit %d, want 2; stderr:\n%s", args, code, &stderr)
 		}
 		msg := stderr.String()
@@ -161,7 +165,7 @@ func TestMissingConfigExits2(t *testing.T) {
 func TestBadFlagExits2(t *testing.T) {
 	t.Parallel()
 	var stderr bytes.Buffer
-	if code := run([]string{"-confgi", "x.toml"}, &stderr); code != 2 {
+	if code := run([]string{"-confgi", "x.toml"}, io.Discard, &stderr); code != 2 {
 		t.Fatalf("exit %d, want 2; stderr:\n%s", code, &stderr)
 	}
 	if !strings.Contains(stderr.String(), "-confgi") {
@@ -179,11 +183,12 @@ type daemon struct {
 
 // startDaemon runs kioskd -config cfg as a child; t.Cleanup kills it if it
 // is still running and waits for it.
-func startDaemon(t *testing.T, cfg string) *daemon {
+// env adds variables ("NOTIFY_SOCKET=…") to the child's environment.
+func startDaemon(t *testing.T, cfg string, env ...string) *daemon {
 	t.Helper()
 	d := &daemon{stderr: &logbuf.Buffer{}, exited: make(chan struct{})}
 	d.cmd = exec.Command(os.Args[0], "-config", cfg)
-	d.cmd.Env = append(os.Environ(), envRunMain+"=1")
+	d.cmd.Env = append(append(os.Environ(), envRunMain+"=1"), env...)
 	d.cmd.Stderr = d.stderr
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -55,6 +55,10 @@ type Options struct {
 	// Now is the clock of command expiry; nil means time.Now. Door timers
 	// and debouncing run on the system clock.
 	Now func() time.Time
+	// OnDecision, when set, is called with every reader's access decision
+	// after the door was actuated (kioskd counts them for /metrics); it
+	// must not block.
+	OnDecision func(access.Decision)
 }
 
 // Gate is a running smart gate.
@@ -78,6 +82,8 @@ type Gate struct {
 	pins []gpio.PinIO // every line Lines gave, closed last
 	// allowlistTopics: the agent's own and its groups'.
 	allowlistTopics []string
+
+	onDecision func(access.Decision) // Options.OnDecision
 
 	closeOnce sync.Once
 	closeErr  error
@@ -105,7 +111,8 @@ func Open(o Options) (_ *Gate, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("gate: privacy.site_key_file: %w", err)
 	}
-	g := &Gate{log: log, session: o.Node.Uplink.Session(), topics: wire.Topics{Root: c.Hub.Root, Agent: c.Agent.ID}}
+	g := &Gate{log: log, session: o.Node.Uplink.Session(), topics: wire.Topics{Root: c.Hub.Root, Agent: c.Agent.ID},
+		onDecision: o.OnDecision}
 	lines := o.Lines
 	o.Lines = func(key, spec string) (gpio.PinIO, error) {
 		p, err := lines(key, spec)
@@ -304,7 +311,10 @@ func (g *Gate) openReader(key string, w config.Wiegand, lines Lines, log *slog.L
 			if !ok {
 				c = credential.Credential{Kind: credential.Wiegand, Reader: name, Time: f.End}
 			}
-			g.Gate.Present(doorID, name, c, ok)
+			dec := g.Gate.Present(doorID, name, c, ok)
+			if g.onDecision != nil {
+				g.onDecision(dec)
+			}
 		},
 		Logger: log.With("reader", name),
 	})
