@@ -142,8 +142,9 @@ func plan() []step {
 	return s
 }
 
-// SilentQueries is how many queries a port that answers none receives.
-var SilentQueries = len(plan())
+// SilentQueries is how many queries a port that answers none receives:
+// len(plan()).
+const SilentQueries = 17
 
 type prober struct {
 	path  string
@@ -152,6 +153,7 @@ type prober struct {
 	port  serialport.Port
 	baud  int
 	asked map[Kind]bool // queries sent since the port was opened at this rate
+	last  []byte        // the query last sent
 	noise int           // bytes received that answered nothing
 	// chatter keeps the first of those bytes, by baud rate, to tell a
 	// scanner that scanned from a device talking garbage.
@@ -225,6 +227,7 @@ func (pr *prober) close() {
 
 // send discards stale input and writes q.
 func (pr *prober) send(q []byte) error {
+	pr.last = q
 	if err := pr.port.ResetInputBuffer(); err != nil {
 		return err
 	}
@@ -257,7 +260,9 @@ func (pr *prober) listen(ctx context.Context, got []byte, start time.Time, d tim
 }
 
 // heard counts bytes that answered no query, keeping the first maxChatter.
+// An echo of the query (a half-duplex RS-485 adapter) is not counted.
 func (pr *prober) heard(b []byte) {
+	b = bytes.TrimPrefix(b, pr.last)
 	pr.noise += len(b)
 	if n := min(len(b), maxChatter-pr.kept); n > 0 {
 		pr.chatter = append(pr.chatter, chunk{pr.baud, bytes.Clone(b[:n])})

@@ -387,3 +387,22 @@ func TestLateReplyAtTheSameRate(t *testing.T) {
 		t.Errorf("got %+v after %v, want sscard@115200 found while SAM status waited", r, w)
 	}
 }
+
+func TestSilentQueriesIsThePlan(t *testing.T) {
+	if n := len(plan()); n != SilentQueries {
+		t.Errorf("the plan has %d queries, SilentQueries says %d", n, SilentQueries)
+	}
+}
+
+// An RS-485 adapter that echoes what is sent, with nothing on the bus, is
+// silent, and a printer behind an echoing adapter is still a printer.
+func TestEchoIsNotNoise(t *testing.T) {
+	echo := &device{answer: func(q []byte) []byte { return q }}
+	if r := Port(context.Background(), "/dev/fake", Options{Timeout: fast, Open: echo.open}); r.Kind != Silent {
+		t.Errorf("echo only: %+v", r)
+	}
+	printer := &device{baud: 9600, answer: func(q []byte) []byte { return append(append([]byte(nil), q...), 0x12) }}
+	if r := Port(context.Background(), "/dev/fake", Options{Timeout: fast, Open: printer.open}); r.Kind != ESCPOS {
+		t.Errorf("printer behind an echo: %+v", r)
+	}
+}

@@ -1,6 +1,7 @@
 package probe
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"time"
@@ -94,7 +95,7 @@ func askStatusByte(ctx context.Context, pr *prober, n byte) (byte, bool, error) 
 	if err != nil {
 		return 0, false, err
 	}
-	b, ok := escposReply(got)
+	b, ok := escposReply(bytes.TrimPrefix(got, pr.last)) // an adapter's echo first
 	if !ok {
 		pr.heard(got)
 	}
