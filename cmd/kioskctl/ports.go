@@ -44,8 +44,17 @@ type portRow struct {
 // cannot be enumerated or a port could not be opened.
 func runPorts(ctx context.Context, e *env, args []string) int {
 	fs := portsFlags()
-	if code, ok := parseFlags(e, fs, args); !ok {
-		return code
+	// Flags may come before or after the paths.
+	var paths []string
+	for rest := args; ; {
+		if code, ok := parseFlags(e, fs, rest); !ok {
+			return code
+		}
+		rest = fs.Args()
+		if len(rest) == 0 {
+			break
+		}
+		paths, rest = append(paths, rest[0]), rest[1:]
 	}
 	doProbe := fs.Lookup("probe").Value.(flag.Getter).Get().(bool)
 	timeout := fs.Lookup("timeout").Value.(flag.Getter).Get().(time.Duration)
@@ -55,7 +64,7 @@ func runPorts(ctx context.Context, e *env, args []string) int {
 
 	infos, listErr := serialport.List()
 	var rows []portRow
-	if fs.NArg() == 0 {
+	if len(paths) == 0 {
 		if listErr != nil {
 			return fail(e, "ports", exitUnusable, "%v; name the ports instead: kioskctl ports /dev/ttyUSB0 ...", listErr)
 		}
@@ -64,7 +73,7 @@ func runPorts(ctx context.Context, e *env, args []string) int {
 		}
 	} else {
 		// A failed enumeration only loses the USB details of named ports.
-		for _, p := range fs.Args() {
+		for _, p := range paths {
 			rows = append(rows, rowFor(p, infos))
 		}
 	}

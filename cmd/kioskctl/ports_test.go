@@ -374,7 +374,7 @@ func TestPortsBusyMissingAndTable(t *testing.T) {
 	if code != exitUnusable || json.Unmarshal([]byte(out), &rows) != nil || len(rows) != 1 || rows[0].Device != "error" {
 		t.Errorf("missing port: exit %d, %s", code, out)
 	}
-	code, out, _ = runCtl(t, "--json", "ports", "--probe=false", filepath.Join(dir, "absent"))
+	code, out, _ = runCtl(t, "--json", "ports", filepath.Join(dir, "absent"), "--probe=false")
 	if code != exitOK || !strings.Contains(out, "absent") || strings.Contains(out, `"device"`) {
 		t.Errorf("--probe=false: exit %d, %s", code, out)
 	}
