@@ -362,6 +362,17 @@ func TestSelftestKioskFaults(t *testing.T) {
 	if !strings.Contains(res.Printed, "not printed") {
 		t.Errorf("printed with paper out: %q", res.Printed)
 	}
+	// The human form says the same, with what to do.
+	code, human, _ := runCtl(t, "--config", k.cfgPath, "selftest", "--no-print")
+	t.Logf("human output:\n%s", human)
+	for _, want := range []string{"FAIL  device:printer", "→ paper out: load a paper roll", "FAIL  device:sscard", "→ not connected", "2 of ", "queued in the outbox"} {
+		if !strings.Contains(human, want) {
+			t.Errorf("human output lacks %q", want)
+		}
+	}
+	if code != exitFailed {
+		t.Errorf("human: code %d", code)
+	}
 }
 
 func TestSelftestVirtualGate(t *testing.T) {

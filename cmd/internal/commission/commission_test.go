@@ -51,7 +51,8 @@ func TestHubChecksOverTLS(t *testing.T) {
 		{"certificate of another CA", pki.ForeignClient, time.Hour, false, false, "refused the box's certificate"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cs := HubChecks(context.Background(), HubOptions{Config: tlsConfig(t, b.URL(), tc.client, pki.CAFile), Timeout: 500 * time.Millisecond, CertWarning: tc.warn})
+			t.Parallel()
+			cs := HubChecks(context.Background(), HubOptions{Config: tlsConfig(t, b.URL(), tc.client, pki.CAFile), Timeout: 2 * time.Second, CertWarning: tc.warn})
 			m := map[string]Check{}
 			for _, c := range cs {
 				m[c.Name] = c
@@ -99,7 +100,7 @@ func TestReportForms(t *testing.T) {
 	}
 	dir := t.TempDir()
 	jp, tp, err := Save(dir, r)
-	if err != nil || !strings.HasSuffix(jp, "report-20261128T200000Z.json") || !strings.HasSuffix(tp, ".txt") {
+	if err != nil || !strings.HasSuffix(jp, "report-20261128T200000.000Z.json") || !strings.HasSuffix(tp, ".txt") {
 		t.Fatalf("save: %v %s %s", err, jp, tp)
 	}
 }

@@ -142,14 +142,15 @@ func (r Report) Receipt() escpos.Receipt {
 	return escpos.Receipt{Title: "Commissioning report", Lines: lines, Cut: escpos.PartialCut}
 }
 
-// Save writes the report as <dir>/report-<UTC time>.json and .txt and
+// Save writes the report as <dir>/report-<UTC time to the millisecond>.json
+// and .txt (report-20261128T201503.123Z.json) and
 // returns the two paths. It creates dir (mode 0700) if needed. Errors are
 // the file system's.
 func Save(dir string, r Report) (jsonPath, textPath string, err error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", "", fmt.Errorf("commission: %w", err)
 	}
-	base := filepath.Join(dir, "report-"+r.Time.UTC().Format("20060102T150405Z"))
+	base := filepath.Join(dir, "report-"+r.Time.UTC().Format("20060102T150405.000Z"))
 	b, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
 		return "", "", fmt.Errorf("commission: %w", err)

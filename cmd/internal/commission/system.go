@@ -83,7 +83,7 @@ func ReadOutbox(path string, now time.Time) (wire.OutboxHealth, error) {
 // OutboxCheck reports the outbox's backlog; source says where it was read
 // ("kioskd" or "file"). Records dropped under the disk budget fail it.
 func OutboxCheck(h wire.OutboxHealth, source string) Check {
-	detail := fmt.Sprintf("%d records waiting", h.Depth)
+	detail := fmt.Sprintf("%d %s waiting", h.Depth, plural(h.Depth, "record", "records"))
 	if h.Depth > 0 {
 		detail += fmt.Sprintf(", oldest unsent %v ago", (time.Duration(h.OldestUnsentS * float64(time.Second))).Round(time.Second))
 	}
@@ -116,4 +116,11 @@ func AllowlistCheck(version, entries uint64, source string) Check {
 		return failed("allowlist", "no allowlist yet (version 0, from "+source+")", "the gate denies every card until the hub's list arrives: connect the box and push the list (hubd allowlist push)")
 	}
 	return pass("allowlist", "version %d, %d entries (from %s)", version, entries, source)
+}
+
+func plural(n uint64, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
