@@ -80,11 +80,11 @@ func runPorts(ctx context.Context, e *env, args []string) int {
 
 	code := exitOK
 	if doProbe {
-		paths := make([]string, len(rows))
+		ports := make([]string, len(rows))
 		for i, r := range rows {
-			paths[i] = r.Port
+			ports[i] = r.Port
 		}
-		for i, res := range probe.Ports(ctx, paths, probe.Options{Timeout: timeout}) {
+		for i, res := range probe.Ports(ctx, ports, probe.Options{Timeout: timeout}) {
 			r := &rows[i]
 			r.Device, r.Baud, r.Detail = string(res.Kind), res.Baud, res.Detail
 			if res.Kind == probe.OSDP {
