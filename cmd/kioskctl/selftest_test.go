@@ -15,6 +15,8 @@ import (
 	"github.com/kioskedge/kioskedge/agent/privacy"
 	"github.com/kioskedge/kioskedge/cmd/internal/commission"
 	"github.com/kioskedge/kioskedge/cmd/internal/node"
+	"github.com/kioskedge/kioskedge/drivers/serialport"
+	"github.com/kioskedge/kioskedge/firmware-specs/sscardvectors"
 	"github.com/kioskedge/kioskedge/sync/wire"
 	"github.com/kioskedge/kioskedge/testhw/broker"
 	"github.com/kioskedge/kioskedge/testhw/escpossim"
@@ -238,7 +240,8 @@ func checks(r commission.Report) map[string]commission.Check {
 func noPersonalData(t *testing.T, out string) {
 	t.Helper()
 	p := idcardsim.Fake()
-	for _, s := range []string{p.Number, p.Name} {
+	ss := sscardvectors.MustLoad().Card.Fields
+	for _, s := range []string{p.Number, p.Name, ss.SSN, ss.Name, ss.CardNumber, ss.CardID} {
 		if s != "" && strings.Contains(out, s) {
 			t.Errorf("output holds personal data (%d chars of a field)", len(s))
 		}
@@ -434,6 +437,7 @@ func TestDeviceTests(t *testing.T) {
 	}{
 		{"printer", k.cfgPath, "printer", nil, exitOK, "test receipt printed"},
 		{"idcard", k.cfgPath, "idcard", func() { k.idcard.Insert(person) }, exitOK, "ID card read: "},
+		{"sscard", k.cfgPath, "sscard", func() { k.sscard.Insert(sscardsim.VectorCard()) }, exitOK, "social security card read: "},
 		{"scanner", k.cfgPath, "scanner", func() {
 			go func() { // the person scans once the test listens
 				for range 50 {
@@ -465,6 +469,16 @@ func TestDeviceTests(t *testing.T) {
 				t.Errorf("output holds a whole card number or payload: %s", out)
 			}
 		})
+	}
+	// A port someone holds (kioskd) is not fought over.
+	held, err := serialport.Open(filepath.Join(k.dir, "printer"), serialport.Mode{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr := runCtl(t, "--config", k.cfgPath, "test", "printer")
+	held.Close()
+	if code != exitUnusable || !strings.Contains(stderr, "busy: kioskd is running; stop it (systemctl stop kioskd)") {
+		t.Fatalf("busy port: code %d, %q", code, stderr)
 	}
 	k.printer.SetPaperOut(true)
 	code, out, _ := runCtl(t, "--json", "--config", k.cfgPath, "test", "printer")
