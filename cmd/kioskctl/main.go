@@ -70,6 +70,7 @@ func commands() []command {
 		{name: "config", summary: "config check [FILE]: validate a config file, naming every problem's key", run: runConfig, flags: configFlags, sub: []string{"check"}},
 		{name: "test", summary: "test DEVICE: exercise one device, OSDP reader, door or Wiegand reader; PASS/FAIL with the reason", run: runTest, flags: testFlags},
 		{name: "selftest", summary: "check every device, the clock, disk, outbox, hub and TLS; save, send and print the commissioning report", run: runSelftest, flags: selftestFlags},
+		{name: "status", summary: "what the running kioskd is doing: hub link, last sync, outbox backlog, allowlist, alarms, devices", run: runStatus, flags: statusFlags},
 		{name: "outbox", summary: "outbox export --out FILE|DIR: write the unacked records to a signed file for hubd import (kioskd stopped)", run: runOutbox, flags: outboxFlags, sub: []string{"export"}},
 		{name: "completion", summary: "print a bash or zsh completion script", run: runCompletion, sub: []string{"bash", "zsh"}},
 		{name: "provision", summary: "give the box its identity and certificate: --claim TOKEN (online), --offline, --import-cert", run: runProvision, flags: provisionFlags},
