@@ -155,6 +155,11 @@ lock = "fail_secure"
 relay = "sim:side-relay"
 contact = "sim:side-contact"
 
+[[door]]
+id = "exit"
+lock = "fail_safe"
+relay = "sim:exit-relay"
+
 [[wiegand]]
 name = "main-in"
 door = "main"
@@ -405,7 +410,15 @@ func TestSelftestVirtualGate(t *testing.T) {
 		t.Fatalf("code %d summary %+v\n%s", code, res.Report.Summary, out)
 	}
 	if !g.hw.Door("side").Locked() || !g.hw.Door("main").Locked() {
-		t.Error("a door was left released")
+		t.Error("a fail-secure door was left released")
+	}
+	// Without a contact the pulse cannot be verified; a fail-safe lock is
+	// left in its safe state, released, as a stopped kioskd leaves it.
+	if c := cs["door:exit"]; !c.OK || !strings.Contains(c.Detail, commission.DetailNoContact) {
+		t.Errorf("exit door: %+v", c)
+	}
+	if g.hw.Door("exit").Locked() {
+		t.Error("the fail-safe exit door was left locked")
 	}
 	if res.Printed != "not printed: no receipt printer configured" {
 		t.Errorf("printed: %q", res.Printed)

@@ -84,9 +84,11 @@ func (t *Tester) door(ctx context.Context, d config.Door, pulse bool) (Check, er
 	defer func() {
 		cancel()
 		wg.Wait()
-		// The test ends with the door locked; a failed write is counted in
-		// the driver's health, which nobody reads after this.
-		_ = dd.Secure()
+		// The test leaves the relay in its safe state, as a stopped kioskd
+		// does: a fail-safe lock (an escape route) released, a fail-secure
+		// one locked. A failed write is counted in the driver's health,
+		// which nobody reads after this.
+		_ = dd.Halt()
 	}()
 
 	// The initial levels: fire and contact are reported first (door.md).
