@@ -9,7 +9,9 @@ import (
 // ping, so systemd restarts it WatchdogSec later, when any of these holds
 // at a ping (every WatchdogSec/2):
 //
-//   - the main loop does not get to the ping at all (it is stuck itself);
+//   - the watchdog goroutine itself does not get to ping (it is stuck), or
+//     the main loop (signals, reloads, status) has not ticked for
+//     WatchdogSec/2;
 //   - the outbox committer is stuck: a health sample handed to it (the
 //     probe, appended when nothing else committed for WatchdogSec, so a
 //     busy box adds no records) is still not committed after WatchdogSec/2;
@@ -27,6 +29,8 @@ import (
 // liveSample is what the watchdog looks at, gathered at each ping.
 type liveSample struct {
 	Now time.Time
+	// MainLoopAt is the main loop's last tick (zero before the first).
+	MainLoopAt time.Time
 	// ProbeSince is when the pending probe Append started (zero if none).
 	ProbeSince time.Time
 	// Uplink: connected, records waiting (outbox depth > 0), and its
@@ -54,6 +58,9 @@ type liveness struct {
 
 // check returns nil when the agent is alive, else why it is hung.
 func (l *liveness) check(s liveSample) error {
+	if !s.MainLoopAt.IsZero() && s.Now.Sub(s.MainLoopAt) > l.period/2 {
+		return fmt.Errorf("main loop stuck: no tick for %v", s.Now.Sub(s.MainLoopAt).Round(time.Millisecond))
+	}
 	if !s.ProbeSince.IsZero() && s.Now.Sub(s.ProbeSince) > l.period/2 {
 		return fmt.Errorf("outbox committer stuck: a health sample has waited %v to be committed", s.Now.Sub(s.ProbeSince).Round(time.Millisecond))
 	}

@@ -46,6 +46,8 @@ func TestLiveness(t *testing.T) {
 			{Now: at(500), UplinkConnected: true, UplinkWork: true},
 			{Now: at(560), UplinkConnected: true, UplinkWork: true},
 		}, ""},
+		{"main loop ticking", []liveSample{{Now: at(30), MainLoopAt: at(29)}}, ""},
+		{"main loop stuck", []liveSample{{Now: at(60), MainLoopAt: at(29)}}, "main loop stuck"},
 		{"gate writer stuck", []liveSample{
 			{Now: at(0), GateQueued: 3, GateDone: 10},
 			{Now: at(61), GateQueued: 3, GateDone: 10},

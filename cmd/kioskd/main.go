@@ -213,7 +213,8 @@ func (s *service) loop(ctx context.Context, cancel context.CancelFunc, sigs <-ch
 				return <-runErr
 			}
 			line = s.reload(cfgPath, running, level)
-		case <-tick.C:
+		case now := <-tick.C:
+			s.loopAt.Store(now.UnixNano())
 			s.noteSync()
 			if l := s.statusLine(); l != line {
 				line = l

@@ -24,7 +24,8 @@ func (s *service) countDecision(d access.Decision) {
 }
 
 // writeMetrics writes every family (names prefixed kioskedge_) from the
-// components' own counters, gathered now; see the README's metrics table.
+// components' own counters, gathered at each scrape. The HELP text of
+// each family below is its documentation.
 func (s *service) writeMetrics(w *promtext.Writer) {
 	h := s.health()
 	us := s.n.Uplink.Stats()

@@ -44,6 +44,8 @@ type service struct {
 	lastCommitAt time.Time
 	probes       sync.WaitGroup
 	live         liveness // used by the watchdog goroutine only
+
+	loopAt atomic.Int64 // the main loop's last tick, Unix ns (0 before the first)
 }
 
 func newService(agent string, n *node.Node, g *gate.Gate, notify *sdnotify.Notifier, log *slog.Logger) *service {
@@ -150,7 +152,11 @@ func (s *service) alive(ctx context.Context, period time.Duration, now time.Time
 	s.probeMu.Unlock()
 
 	us := s.n.Uplink.Stats()
-	sample := liveSample{Now: now, ProbeSince: since, UplinkConnected: us.Connected, UplinkWork: ob.Depth > 0,
+	var loopAt time.Time
+	if ns := s.loopAt.Load(); ns != 0 {
+		loopAt = time.Unix(0, ns)
+	}
+	sample := liveSample{Now: now, MainLoopAt: loopAt, ProbeSince: since, UplinkConnected: us.Connected, UplinkWork: ob.Depth > 0,
 		UplinkProgress: [6]uint64{us.RecordsSent, us.Acks, us.AckTimeouts, us.PublishErrors, us.SourceErrors, us.Rewinds}}
 	if s.g != nil {
 		gs := s.g.Gate.Stats()
