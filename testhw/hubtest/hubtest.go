@@ -1,6 +1,7 @@
 package hubtest
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -182,7 +183,8 @@ func (h *Hub) Records(t testing.TB, agent string) []wire.Record {
 	t.Helper()
 	var rs []wire.Record
 	err := h.Server().Store().ForEach(agent, 1, func(seq uint64, raw []byte) error {
-		r, err := wire.UnmarshalRecord(seq, agent, raw)
+		// raw lives in the store's transaction; the record must outlive it.
+		r, err := wire.UnmarshalRecord(seq, agent, bytes.Clone(raw))
 		if err != nil {
 			return fmt.Errorf("record %d: %w", seq, err)
 		}
