@@ -52,13 +52,47 @@ type Options struct {
 	Node   *node.Node // the outbox records go to and the uplink session commands come over
 	Lines  Lines
 	Logger *slog.Logger
-	// Now is the clock of command expiry; nil means time.Now. Door timers
-	// and debouncing run on the system clock.
+	// Now is the clock of command expiry; nil means time.Now.
 	Now func() time.Time
+	// Clock drives the doors' debouncing, the gate's pulse and held-open
+	// timers and the readers' gap timers; nil means the system clock.
+	// Tests inject a fake (testhw/doorsim.Clock); its times must be on the
+	// scale the lines stamp their edges with.
+	Clock Clock
 	// OnDecision, when set, is called with every reader's access decision
 	// after the door was actuated (kioskd counts them for /metrics); it
 	// must not block.
 	OnDecision func(access.Decision)
+}
+
+// Clock is a time source with timers (drivers/door.Clock's shape).
+type Clock interface {
+	Now() time.Time
+	// AfterFunc runs f once d has passed and returns a function that
+	// cancels it, reporting whether it was still pending.
+	AfterFunc(d time.Duration, f func()) (stop func() bool)
+}
+
+// gateClock adapts a Clock to agent/gate's.
+type gateClock struct{ c Clock }
+
+func (g gateClock) Now() time.Time { return g.c.Now() }
+func (g gateClock) AfterFunc(d time.Duration, f func()) agentgate.Timer {
+	return stopFunc(g.c.AfterFunc(d, f))
+}
+
+type stopFunc func() bool
+
+func (s stopFunc) Stop() bool { return s() }
+
+// readerClock adapts a Clock to drivers/wiegand's.
+type readerClock struct{ c Clock }
+
+func (r readerClock) Now() time.Time { return r.c.Now() }
+func (r readerClock) After(d time.Duration) <-chan time.Time {
+	ch := make(chan time.Time, 1)
+	r.c.AfterFunc(d, func() { ch <- r.c.Now() })
+	return ch
 }
 
 // Gate is a running smart gate.
@@ -170,7 +204,7 @@ func Open(o Options) (_ *Gate, err error) {
 
 	var gdoors []agentgate.DoorConfig
 	for i, d := range c.Doors {
-		dd, err := openDoor(fmt.Sprintf("door[%d]", i), d, c.Gate.Debounce.D(), o.Lines, log)
+		dd, err := openDoor(fmt.Sprintf("door[%d]", i), d, c.Gate.Debounce.D(), o.Lines, o.Clock, log)
 		if err != nil {
 			return nil, err
 		}
@@ -181,7 +215,11 @@ func Open(o Options) (_ *Gate, err error) {
 		gdoors = append(gdoors, agentgate.DoorConfig{ID: d.ID, Door: dd, UnlockPulse: d.UnlockPulse.D(),
 			HeldOpen: d.HeldOpen.D(), HasContact: d.Contact != ""})
 	}
-	if g.Gate, err = agentgate.New(agentgate.Config{Engine: g.Engine, Doors: gdoors, Outbox: o.Node, Logger: log}); err != nil {
+	var gclock agentgate.Clock
+	if o.Clock != nil {
+		gclock = gateClock{o.Clock}
+	}
+	if g.Gate, err = agentgate.New(agentgate.Config{Engine: g.Engine, Doors: gdoors, Outbox: o.Node, Clock: gclock, Logger: log}); err != nil {
 		return nil, fmt.Errorf("gate: %w", err)
 	}
 	// The door drivers start in their safe state (Halt), which releases a
@@ -193,7 +231,7 @@ func Open(o Options) (_ *Gate, err error) {
 	}
 
 	for i, w := range c.Wiegand {
-		r, err := g.openReader(fmt.Sprintf("wiegand[%d]", i), w, o.Lines, log)
+		r, err := g.openReader(fmt.Sprintf("wiegand[%d]", i), w, o.Lines, o.Clock, log)
 		if err != nil {
 			return nil, err
 		}
@@ -258,7 +296,7 @@ func engineDoor(d config.Door) (access.Door, error) {
 	return ad, nil
 }
 
-func openDoor(key string, d config.Door, debounce time.Duration, lines Lines, log *slog.Logger) (*door.Door, error) {
+func openDoor(key string, d config.Door, debounce time.Duration, lines Lines, clock Clock, log *slog.Logger) (*door.Door, error) {
 	relay, err := lines(key+".relay", d.Relay)
 	if err != nil {
 		return nil, fmt.Errorf("gate: %s.relay: %w", key, err)
@@ -275,6 +313,9 @@ func openDoor(key string, d config.Door, debounce time.Duration, lines Lines, lo
 	}
 	dc := door.Config{Name: d.ID, Relay: relay, RelayActiveLow: d.RelayActiveLow, FailSafe: d.Lock == config.LockFailSafe,
 		Logger: log.With("door", d.ID)}
+	if clock != nil {
+		dc.Clock = clock
+	}
 	if dc.Contact, err = input("contact", d.Contact, d.ContactActiveLow); err != nil {
 		return nil, err
 	}
@@ -294,7 +335,7 @@ func openDoor(key string, d config.Door, debounce time.Duration, lines Lines, lo
 	return dd, nil
 }
 
-func (g *Gate) openReader(key string, w config.Wiegand, lines Lines, log *slog.Logger) (*wiegand.Reader, error) {
+func (g *Gate) openReader(key string, w config.Wiegand, lines Lines, clock Clock, log *slog.Logger) (*wiegand.Reader, error) {
 	d0, err := lines(key+".d0", w.D0)
 	if err != nil {
 		return nil, fmt.Errorf("gate: %s.d0: %w", key, err)
@@ -304,7 +345,12 @@ func (g *Gate) openReader(key string, w config.Wiegand, lines Lines, log *slog.L
 		return nil, fmt.Errorf("gate: %s.d1: %w", key, err)
 	}
 	doorID, name := w.Door, w.Name
+	var rclock wiegand.Clock
+	if clock != nil {
+		rclock = readerClock{clock}
+	}
 	r, err := wiegand.NewReader(d0, d1, wiegand.ReaderConfig{
+		Clock:  rclock,
 		Config: wiegand.Config{Reader: name, Gap: w.Gap.D(), RawBits: w.RawBits, CompleteAt: w.CompleteAt},
 		OnFrame: func(f wiegand.Frame) {
 			c, ok := f.Credential()
