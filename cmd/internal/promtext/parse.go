@@ -2,6 +2,7 @@ package promtext
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -52,6 +53,7 @@ func Parse(r io.Reader) (map[string]*Family, error) {
 	var cur *Family
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	sc.Split(splitLF) // the format ends lines with \n only; a \r is content
 	for n := 1; sc.Scan(); n++ {
 		line := sc.Text()
 		bad := func(format string, args ...any) error {
@@ -196,4 +198,15 @@ func unescape(s string, quote bool) (string, error) {
 		}
 	}
 	return b.String(), nil
+}
+
+// splitLF splits at '\n', keeping any '\r' (bufio.ScanLines drops one).
+func splitLF(data []byte, atEOF bool) (int, []byte, error) {
+	if i := bytes.IndexByte(data, '\n'); i >= 0 {
+		return i + 1, data[:i], nil
+	}
+	if atEOF && len(data) > 0 {
+		return len(data), data, nil
+	}
+	return 0, nil, nil
 }

@@ -6,6 +6,7 @@ import (
 	"math"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestWriteAndParseRoundTrip(t *testing.T) {
@@ -99,5 +100,32 @@ func FuzzParse(f *testing.F) {
 	f.Add("# HELP a b\n# TYPE a counter\na{x=\"y\\n\"} 1 123\n")
 	f.Fuzz(func(t *testing.T, s string) {
 		_, _ = Parse(strings.NewReader(s)) // must not panic
+	})
+}
+
+// FuzzRoundTrip: any label value and help text written is parsed back
+// unchanged.
+func FuzzRoundTrip(f *testing.F) {
+	f.Add("front \"door\"\n\\x", "help\nwith \\ newline", 1.5)
+	f.Fuzz(func(t *testing.T, label, help string, v float64) {
+		if !utf8.ValidString(label) || !utf8.ValidString(help) || math.IsNaN(v) {
+			return
+		}
+		var buf bytes.Buffer
+		w := NewWriter(&buf)
+		w.Family("kioskedge_x", Counter, help)
+		w.Sample(v, L("door", label)...)
+		if err := w.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		fams, err := Parse(&buf)
+		if err != nil {
+			t.Fatalf("%v: %q", err, buf.String())
+		}
+		f := fams["kioskedge_x"]
+		got, ok := f.Get("door", label)
+		if !ok || got != v || f.Help != help {
+			t.Fatalf("round trip: %v %v help %q, want %v %q", got, ok, f.Help, v, help)
+		}
 	})
 }
