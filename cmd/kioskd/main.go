@@ -82,6 +82,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "kioskd: %s: ok\n", *cfgPath)
 		return 0
 	}
+	// Signals are caught from here on: a reload or stop asked for while
+	// the devices open waits for the main loop instead of killing kioskd
+	// (SIGHUP's default action).
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+
 	level := new(slog.LevelVar)
 	level.Set(parseLevel(cfg.Log.Level))
 	log := newLogger(cfg.Log, level, stderr).With("agent", cfg.Agent.ID)
@@ -137,9 +144,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}()
 	}
 
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	defer signal.Stop(sigs)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	own.Info("started", "version", version, "boot_id", n.BootID,
@@ -197,7 +201,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 func (s *service) loop(ctx context.Context, cancel context.CancelFunc, sigs <-chan os.Signal, runErr <-chan error,
 	cfgPath string, running *config.Config, level *slog.LevelVar, line string) error {
 	own := s.log.With("component", "kioskd")
-	tick := time.NewTicker(time.Second)
+	// The watchdog wants a tick at least twice per half period.
+	every := time.Second
+	if p := s.notify.WatchdogPeriod(); p > 0 {
+		every = min(every, p/4)
+	}
+	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for {
 		select {
