@@ -4,11 +4,17 @@
 //
 // Usage:
 //
-//	go run ./cmd/kbench [-suite outbox|sync|all] [-json] [-quick] [-n records] [-cold] [-dir path]
+//	go run ./cmd/kbench [-suite outbox|sync|kiosk|gate|all] [-json] [-quick] [-n records] [-cold] [-dir path]
 //
 // Each suite returns rows of (suite, name, value, unit, baseline, ratio),
 // where ratio = value / baseline. With -json, stdout carries one JSON
 // object per row and line; progress goes to stderr either way.
+//
+// The gate suite (gate.go) runs a smart gate with a 1,000,000-entry
+// allowlist through the real wiring over simulated hardware and reports
+// the latency from a Wiegand frame's last edge to the relay, against the
+// frame's own wire time, and the allowlist's lookup, snapshot and delta
+// times (100,000 entries and 1,000 swipes with -quick).
 //
 // Suites are the explicit list in suites(); adding one means writing a
 // function of type suiteFunc and adding a line there.

@@ -54,6 +54,8 @@ func suites() []suite {
 		{"outbox", outboxSuite}, // outbox.go
 		{"sync", syncSuite},     // sync.go
 		{"kiosk", kioskSuite},   // kiosk.go
+		{"gate", gateSuite},     // gate.go
+		{"footprint", footprintSuite},
 	}
 }
 
