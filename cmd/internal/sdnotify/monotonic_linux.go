@@ -9,5 +9,5 @@ func monotonicUsec() int64 {
 	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
 		return 0
 	}
-	return ts.Sec*1e6 + ts.Nsec/1e3
+	return ts.Nano() / 1e3 // Timespec fields are int32 on 32-bit ARM
 }
