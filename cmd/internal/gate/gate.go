@@ -447,6 +447,16 @@ func (g *Gate) Run(ctx context.Context) error {
 		}()
 	}
 	run("records", g.Gate.Run)
+	// The doors and readers first: a subscription waits for the broker,
+	// and the fire inputs must not.
+	for _, d := range g.doors {
+		run("door", func(ctx context.Context) error {
+			return d.Run(ctx, func(e door.Event) { g.Gate.Input(doorInput(e)) })
+		})
+	}
+	for i, r := range g.readers {
+		run("reader "+g.names[i], r.Run)
+	}
 	run("allowlist", g.Sync.Run)
 	for _, topic := range g.allowlistTopics {
 		if err := g.session.Subscribe(topic, 1, func(_ string, p []byte) {
@@ -468,14 +478,6 @@ func (g *Gate) Run(ctx context.Context) error {
 			wg.Wait()
 			return fmt.Errorf("gate: subscribe %s: %w", g.topics.Cmd(), err)
 		}
-	}
-	for _, d := range g.doors {
-		run("door", func(ctx context.Context) error {
-			return d.Run(ctx, func(e door.Event) { g.Gate.Input(doorInput(e)) })
-		})
-	}
-	for i, r := range g.readers {
-		run("reader "+g.names[i], r.Run)
 	}
 	wg.Wait()
 	close(errs)

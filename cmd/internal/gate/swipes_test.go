@@ -238,8 +238,9 @@ func TestHundredThousandSwipesNoWrongGrant(t *testing.T) {
 // in order; every clean or merely noisy valid swipe granted; listed but
 // invalid cards denied with their reason; one relay release and one
 // released(grant) event per grant.
+//
+// Not parallel, for the same reason as the test above.
 func TestSwipesThroughGPIONoWrongGrant(t *testing.T) {
-	t.Parallel()
 	n := 2000
 	if testing.Short() {
 		n = 300
