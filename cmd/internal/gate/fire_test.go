@@ -59,7 +59,11 @@ func TestFireReleasesEveryDoorWithin100ms(t *testing.T) {
 		for i, r := range doors {
 			edges := r.d.Relay.Edges()[skip[i]:]
 			if len(edges) == 0 {
-				t.Fatalf("%s: door %s: the relay did not move", what, r.name)
+				if r.d.Locked() {
+					t.Fatalf("%s: door %s: the relay did not move and the door is locked", what, r.name)
+				}
+				t.Logf("%s: door %s stayed released (its relay never moved)", what, r.name)
+				continue
 			}
 			for _, e := range edges {
 				if e.Time.Before(from) || e.Time.Sub(from) > fireLimit {
@@ -96,16 +100,24 @@ func TestFireReleasesEveryDoorWithin100ms(t *testing.T) {
 	a.start(t)
 	waitUntil(t, "both doors released again after the restart", released)
 	checkReleased("restart", skip, t1)
-	if n := len(east.Relay.Edges()) - skip[0]; n > 1 {
-		// gate.Open secures every door before the fire input is read, so a
-		// maglock that was released by the halted agent locks for the
-		// moment between Open and Run (zero simulated time here).
-		t.Logf("NOTE: the fail-safe door's relay moved %d times at the restart (secured at Open, then released by the fire input)", n)
+	if n := len(east.Relay.Edges()) - skip[0]; n != 0 {
+		// The halted agent left the maglock released; gate.Open reads the
+		// fire input and keeps it so: an escape route never relocks, not
+		// even for the moment between Open and the input's first report.
+		t.Errorf("the fail-safe door's relay moved %d times at the restart during a fire, want 0", n)
 	}
-	for _, s := range a.gate.Gate.Status() {
-		if !s.Released {
-			t.Errorf("door %s not released in the gate's status after the restart: %+v", s.ID, s)
+	// The doors were released by gate.Open; the gate takes them over when
+	// the fire input's first report arrives.
+	waitUntil(t, "the gate holding every door released after the restart", func() bool {
+		for _, s := range a.gate.Gate.Status() {
+			if !s.Released {
+				return false
+			}
 		}
+		return true
+	})
+	if !released() {
+		t.Fatal("a door locked while the gate took over after the restart")
 	}
 
 	// The alarm clears: both doors are secured again.

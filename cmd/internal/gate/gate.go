@@ -203,12 +203,16 @@ func Open(o Options) (_ *Gate, err error) {
 	}
 
 	var gdoors []agentgate.DoorConfig
+	fireAtStart := false
 	for i, d := range c.Doors {
-		dd, err := openDoor(fmt.Sprintf("door[%d]", i), d, c.Gate.Debounce.D(), o.Lines, o.Clock, log)
+		dd, fire, err := openDoor(fmt.Sprintf("door[%d]", i), d, c.Gate.Debounce.D(), o.Lines, o.Clock, log)
 		if err != nil {
 			return nil, err
 		}
 		g.doors = append(g.doors, dd)
+		if fire != nil && fireActive(fire, d.FireActiveLow) {
+			fireAtStart = true
+		}
 		if err := o.Node.Monitor.Add(d.ID, "door", dd); err != nil {
 			return nil, fmt.Errorf("gate: door[%d].id: %w", i, err)
 		}
@@ -223,11 +227,21 @@ func Open(o Options) (_ *Gate, err error) {
 		return nil, fmt.Errorf("gate: %w", err)
 	}
 	// The door drivers start in their safe state (Halt), which releases a
-	// fail-safe door; the gate's normal state is secured.
+	// fail-safe door; the gate's normal state is secured. But with a fire
+	// input already active (an agent restarted during a fire) every door is
+	// released now, so an escape route never relocks between here and the
+	// fire input's first report in Run, which makes the gate hold them.
 	for i, d := range g.doors {
-		if err := d.Secure(); err != nil {
+		act := d.Secure
+		if fireAtStart {
+			act = d.Release
+		}
+		if err := act(); err != nil {
 			return nil, fmt.Errorf("gate: door[%d].relay: %w", i, err)
 		}
+	}
+	if fireAtStart {
+		log.Warn("fire alarm active at start: every door released")
 	}
 
 	for i, w := range c.Wiegand {
@@ -296,10 +310,12 @@ func engineDoor(d config.Door) (access.Door, error) {
 	return ad, nil
 }
 
-func openDoor(key string, d config.Door, debounce time.Duration, lines Lines, clock Clock, log *slog.Logger) (*door.Door, error) {
+// openDoor opens one door's driver; fire is its fire input's pin, nil when
+// none is fitted.
+func openDoor(key string, d config.Door, debounce time.Duration, lines Lines, clock Clock, log *slog.Logger) (dd *door.Door, fire gpio.PinIn, err error) {
 	relay, err := lines(key+".relay", d.Relay)
 	if err != nil {
-		return nil, fmt.Errorf("gate: %s.relay: %w", key, err)
+		return nil, nil, fmt.Errorf("gate: %s.relay: %w", key, err)
 	}
 	input := func(name, spec string, activeLow bool) (*door.Input, error) {
 		if spec == "" {
@@ -317,22 +333,24 @@ func openDoor(key string, d config.Door, debounce time.Duration, lines Lines, cl
 		dc.Clock = clock
 	}
 	if dc.Contact, err = input("contact", d.Contact, d.ContactActiveLow); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if dc.Exit, err = input("exit", d.Exit, d.ExitActiveLow); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if dc.Fire, err = input("fire", d.Fire, d.FireActiveLow); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if dc.Tamper, err = input("tamper", d.Tamper, d.TamperActiveLow); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	dd, err := door.New(dc)
-	if err != nil {
-		return nil, fmt.Errorf("gate: %s: %w", key, err)
+	if dc.Fire != nil {
+		fire = dc.Fire.Pin
 	}
-	return dd, nil
+	if dd, err = door.New(dc); err != nil {
+		return nil, nil, fmt.Errorf("gate: %s: %w", key, err)
+	}
+	return dd, fire, nil
 }
 
 func (g *Gate) openReader(key string, w config.Wiegand, lines Lines, clock Clock, log *slog.Logger) (*wiegand.Reader, error) {
@@ -368,6 +386,16 @@ func (g *Gate) openReader(key string, w config.Wiegand, lines Lines, clock Clock
 		return nil, fmt.Errorf("gate: %s: %w", key, err)
 	}
 	return r, nil
+}
+
+// fireActive reads a fire input's level once, before the door driver's Run
+// configures it for edges. A line that cannot be read counts as active:
+// releasing doors that should stay locked is the safe mistake here.
+func fireActive(pin gpio.PinIn, activeLow bool) bool {
+	if err := pin.In(gpio.PullNoChange, gpio.NoEdge); err != nil {
+		return true
+	}
+	return (pin.Read() == gpio.High) != activeLow
 }
 
 // doorInput maps a driver event to the gate's.

@@ -190,6 +190,16 @@ func TestSwipeOpensDoorAndReachesHub(t *testing.T) {
 	r.allow(t, 1, [2]uint32{12, 3456})
 	door := r.hw.Door("main")
 	waitUntil(t, "the door secured at start", door.Locked)
+	// The reader reports connected once both lines are configured for
+	// edges; from then on the simulated lines queue every edge.
+	waitUntil(t, "the reader watching its lines", func() bool {
+		for _, d := range r.node.Monitor.Health() {
+			if d.Name == "main-in" {
+				return d.Connected
+			}
+		}
+		return false
+	})
 
 	if _, err := r.hw.Swipe("main-in", gpiosim.H10301(12, 3456), gpiosim.TxOptions{}); err != nil {
 		t.Fatal(err)

@@ -255,9 +255,13 @@ func (l countedLine) WaitForEdge(timeout time.Duration) bool {
 	return ok
 }
 
+// In counts configurations for edges: the watcher's, not the one-off
+// level read gate.Open makes of a fire input.
 func (l countedLine) In(pull gpio.Pull, edge gpio.Edge) error {
 	err := l.Line.In(pull, edge)
-	l.c.add(1, 0)
+	if edge != gpio.NoEdge {
+		l.c.add(1, 0)
+	}
 	return err
 }
 
