@@ -353,7 +353,12 @@ func TestResponder(t *testing.T) {
 	if resp, _ := wire.DecodeEnrolResponse((<-tr.pub).Payload); resp.Code != wire.EnrolBadRequest {
 		t.Errorf("mismatched id: %+v", resp)
 	}
+	// The responder counts a response once its publish has completed,
+	// which may be just after the test received it.
 	st := r.Stats()
+	for deadline := time.Now().Add(5 * time.Second); (st.Issued+st.Refused < 3) && time.Now().Before(deadline); st = r.Stats() {
+		time.Sleep(time.Millisecond)
+	}
 	if st.Requests != 3 || st.Issued != 1 || st.Refused != 2 {
 		t.Errorf("stats %+v", st)
 	}
