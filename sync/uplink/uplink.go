@@ -48,9 +48,10 @@ type Options struct {
 	// the uplink; ClientID defaults to Agent.
 	Session SessionOptions
 	// Root and Agent name the topic tree (wire.Topics); BootID, Version,
-	// ConfigHash and Inventory go into the birth.
+	// ConfigHash, Inventory, Site and Region go into the birth.
 	Root, Agent, BootID, Version, ConfigHash string
 	Inventory                                []wire.Device
+	Site, Region                             string
 	BatchRecords                             int // records per batch, default 2000
 	BatchBytes                               int // raw bytes per batch, default 512 KiB
 	Window                                   int // batches awaiting the hub's ack, default 32
@@ -293,6 +294,7 @@ func (u *Uplink) status(state, reason string, bd uint64) []byte {
 	}
 	if state == wire.StateOnline {
 		st.Inventory = u.opts.Inventory
+		st.Site, st.Region = u.opts.Site, u.opts.Region
 		// What a hub already stored: a hub whose store lost it marks the
 		// range as stored before and can ack again (hub-protocol.md §5.3).
 		st.AckedThrough = u.src.AckedThrough()

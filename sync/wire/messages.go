@@ -27,7 +27,12 @@ type Status struct {
 	Version    string    `json:"version,omitempty"`
 	ConfigHash string    `json:"config_hash,omitempty"`
 	Inventory  []Device  `json:"inventory,omitempty"`
-	Reason     string    `json:"reason,omitempty"` // for offline: "shutdown" or "will"
+	// Site and Region, in a birth, are the box's [agent] site and
+	// administrative region code (hub-protocol.md §3), for the hub's
+	// fleet and roll-out coverage views.
+	Site   string `json:"site,omitempty"`
+	Region string `json:"region,omitempty"`
+	Reason string `json:"reason,omitempty"` // for offline: "shutdown" or "will"
 	// AckedThrough, in a birth, is the highest sequence the agent knows a
 	// hub has stored (its outbox's AckedThrough); 0 or absent: none. A hub
 	// whose store does not cover [1, AckedThrough] (a lost or replaced

@@ -138,6 +138,8 @@ func Open(o Options) (*Node, error) {
 		Version:        o.Version,
 		ConfigHash:     configHash(c),
 		Inventory:      inventory(c.Devices),
+		Site:           c.Agent.Site,
+		Region:         c.Agent.Region,
 		BatchRecords:   c.Hub.BatchRecords,
 		BatchBytes:     int(c.Hub.BatchBytes),
 		Window:         c.Hub.Window,

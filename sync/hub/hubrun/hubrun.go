@@ -77,6 +77,10 @@ type Server struct {
 	al      *hubal.Server
 	enrol   *hubca.Responder
 	ln      net.Listener
+	// mux serves the hub's JSON API (/api/…) and whatever else the hub
+	// mounts on its HTTP listener (the dashboard, metrics): each part adds
+	// its routes in New.
+	mux *http.ServeMux
 
 	closeOnce sync.Once
 	closeErr  error
@@ -144,6 +148,10 @@ func New(cfg Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
+	s.mux = http.NewServeMux()
+	s.mux.Handle("/api/", s.hub.Handler())
+	// Further HTTP parts (dashboard, metrics) mount their routes on s.mux
+	// here, each in its own block.
 	if cfg.AllowlistDir != "" {
 		dir, err := hubal.Open(cfg.AllowlistDir)
 		if err != nil {
@@ -222,7 +230,7 @@ func (s *Server) Run(ctx context.Context) error {
 	var srv *http.Server
 	if s.ln != nil {
 		srv = &http.Server{
-			Handler:           s.hub.Handler(),
+			Handler:           s.mux,
 			ReadHeaderTimeout: 10 * time.Second,
 			ErrorLog:          slog.NewLogLogger(s.log.With("component", "http").Handler(), slog.LevelWarn),
 		}
