@@ -97,6 +97,12 @@ type Options struct {
 	// RevealPersonalData lets a records request that asks reveal=1 see
 	// opened values unmasked. Off, such a request gets 403.
 	RevealPersonalData bool
+
+	// OnAgentChange, if set, is called from the committer after every
+	// successful commit once per agent whose status or health the commit
+	// carried (stale statuses included), after the store holds it. It must
+	// return quickly: ingest waits for it.
+	OnAgentChange func(agentID string)
 }
 
 // item is one unit of work for the committer.
@@ -396,11 +402,31 @@ func (h *Hub) commit(group []item, pending chan<- pendingAck) {
 	close(h.changed)
 	h.changed = make(chan struct{})
 	h.mu.Unlock()
+	if f := h.opts.OnAgentChange; f != nil {
+		notifyAgents(w, f)
+	}
 	if res.AckedBefore > 0 {
 		h.log.Info("hub store lacked records an earlier hub acked; marked them acked before", "sequences", res.AckedBefore)
 	}
 	if unackable > 0 {
 		h.log.Warn("hub cannot ack: sequence 1 not covered yet for some agents", "agents", unackable)
+	}
+}
+
+// notifyAgents calls f once for each agent with a status or health in w.
+func notifyAgents(w hubstore.Write, f func(string)) {
+	seen := make(map[string]struct{}, len(w.Statuses)+len(w.Health))
+	call := func(id string) {
+		if _, ok := seen[id]; !ok {
+			seen[id] = struct{}{}
+			f(id)
+		}
+	}
+	for _, st := range w.Statuses {
+		call(st.Status.Agent)
+	}
+	for _, hu := range w.Health {
+		call(hu.Agent)
 	}
 }
 
