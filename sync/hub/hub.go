@@ -100,8 +100,9 @@ type Options struct {
 
 	// OnAgentChange, if set, is called from the committer after every
 	// successful commit once per agent whose status or health the commit
-	// carried (stale statuses included), after the store holds it. It must
-	// return quickly: ingest waits for it.
+	// carried (stale statuses included), after the store holds it and
+	// before Wait sees the commit. It must return quickly: ingest waits
+	// for it.
 	OnAgentChange func(agentID string)
 }
 
@@ -386,6 +387,10 @@ func (h *Hub) commit(group []item, pending chan<- pendingAck) {
 		published++
 		pending <- pendingAck{done: done, ack: a}
 	}
+	// Before the commit is counted, so a Wait on it sees the change.
+	if f := h.opts.OnAgentChange; f != nil {
+		notifyAgents(w, f)
+	}
 	h.mu.Lock()
 	s := &h.stats
 	s.Commits++
@@ -402,9 +407,6 @@ func (h *Hub) commit(group []item, pending chan<- pendingAck) {
 	close(h.changed)
 	h.changed = make(chan struct{})
 	h.mu.Unlock()
-	if f := h.opts.OnAgentChange; f != nil {
-		notifyAgents(w, f)
-	}
 	if res.AckedBefore > 0 {
 		h.log.Info("hub store lacked records an earlier hub acked; marked them acked before", "sequences", res.AckedBefore)
 	}

@@ -14,7 +14,9 @@ import (
 	"github.com/kioskedge/kioskedge/sync/hub"
 	"github.com/kioskedge/kioskedge/sync/hubal"
 	"github.com/kioskedge/kioskedge/sync/hubca"
+	"github.com/kioskedge/kioskedge/sync/hubfleet"
 	"github.com/kioskedge/kioskedge/sync/hubstore"
+	"github.com/kioskedge/kioskedge/sync/hubui"
 	"github.com/kioskedge/kioskedge/sync/sealed"
 	"github.com/kioskedge/kioskedge/sync/uplink"
 	"github.com/kioskedge/kioskedge/sync/wire"
@@ -81,6 +83,8 @@ type Server struct {
 	// mounts on its HTTP listener (the dashboard, metrics): each part adds
 	// its routes in New.
 	mux *http.ServeMux
+	// fleet is the dashboard's view of the agents; nil without HTTP.
+	fleet *hubfleet.Fleet
 
 	closeOnce sync.Once
 	closeErr  error
@@ -133,6 +137,15 @@ func New(cfg Config) (_ *Server, err error) {
 			return nil, err
 		}
 	}
+	// The fleet view is built before the hub so the hub can tell it of
+	// every committed status and health; it is only needed with HTTP.
+	var onAgentChange func(string)
+	if cfg.HTTPAddr != "" {
+		if s.fleet, err = hubfleet.New(hubfleet.Options{Source: s.store}); err != nil {
+			return nil, err
+		}
+		onAgentChange = s.fleet.Update
+	}
 	s.hub, err = hub.New(hub.Options{
 		Root:       cfg.Root,
 		Store:      s.store,
@@ -144,6 +157,7 @@ func New(cfg Config) (_ *Server, err error) {
 		SealKey:            cfg.SealKey,
 		Mask:               cfg.Mask,
 		RevealPersonalData: cfg.RevealPersonalData,
+		OnAgentChange:      onAgentChange,
 	})
 	if err != nil {
 		return nil, err
@@ -152,6 +166,16 @@ func New(cfg Config) (_ *Server, err error) {
 	s.mux.Handle("/api/", s.hub.Handler())
 	// Further HTTP parts (dashboard, metrics) mount their routes on s.mux
 	// here, each in its own block.
+	if s.fleet != nil {
+		// The fleet dashboard at /ui/ (sync/hubui); / leads to it.
+		ui, err := hubui.New(hubui.Options{Fleet: s.fleet, Records: s.hub, States: s.store,
+			Logger: log.With("component", "dashboard")})
+		if err != nil {
+			return nil, err
+		}
+		s.mux.Handle("/ui/", ui.Handler())
+		s.mux.Handle("GET /{$}", hubui.Redirect())
+	}
 	if cfg.AllowlistDir != "" {
 		dir, err := hubal.Open(cfg.AllowlistDir)
 		if err != nil {
@@ -197,6 +221,9 @@ func (s *Server) HTTPAddr() string {
 	}
 	return s.ln.Addr().String()
 }
+
+// Fleet returns the dashboard's fleet view, nil without Config.HTTPAddr.
+func (s *Server) Fleet() *hubfleet.Fleet { return s.fleet }
 
 // Store returns the hub's store, for reading what was stored (ForEach,
 // AgentState). It is valid until Close; the Server owns it, so callers

@@ -1,0 +1,28 @@
+// Package hubui is the hub's fleet dashboard: server-rendered HTML pages
+// (html/template, so everything shown is escaped) with a little embedded
+// CSS and JavaScript, no build step and nothing loaded from elsewhere.
+//
+//	GET /ui/                 the agents table: filters (region prefix,
+//	                         status, fault, text on id and site), sorting,
+//	                         server-side paging (sync/hubfleet)
+//	GET /ui/agents/{id}      one agent: status, outbox and uplink, devices
+//	                         with health and error counters, doors, the hub's
+//	                         coverage, and its recent alarms, device and
+//	                         access records, masked
+//	GET /ui/events           Server-Sent Events: "row" (a changed agents
+//	                         table row, ?rows=id,id… limits them) and "agent"
+//	                         (the live part of ?agent=id's page), each as
+//	                         JSON {"id":…, "html":…} rendered by the same
+//	                         templates as the pages
+//	GET /ui/assets/…         the CSS and JavaScript
+//
+// Labels are Chinese and English ("在线 Online").
+//
+// Personal data. Records are read through the hub's records view
+// (hub.Hub.Records), never revealed: sealed fields are shown as the hub
+// masks them, or as "(sealed)" when the hub cannot open them. On top of
+// that the page shortens credential hashes (fields named cred or *hash*)
+// and hides the value of any plain field whose name says it holds a
+// number, name or ID (number, id_number, name, card, phone…), in case an
+// agent put one in the clear.
+package hubui
