@@ -48,6 +48,8 @@ func run(args []string, stderr io.Writer) error {
 			return caCmd(args[1:], stderr) // ca.go
 		case "claim":
 			return claimCmd(args[1:], stderr) // ca.go
+		case "plan":
+			return planCmd(args[1:], stderr) // plan.go
 		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -75,6 +77,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		reveal    = fs.Bool("reveal-personal-data", false, "let records API requests with reveal=1 see opened personal data unmasked (needs -seal-key)")
 		alDir     = fs.String("allowlist-dir", "", "serve agents' allowlist requests from this list directory (hubd allowlist push -dir); empty for none")
 		enrolCA   = fs.String("enrol-ca", "", "answer boxes' enrolment requests with this CA directory (hubd ca init); empty for none")
+		planDir   = fs.String("plan-dir", "", "serve roll-out coverage (/ui/coverage) from this plan directory (hubd plan import -dir); empty for none")
 	)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -101,6 +104,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		Logger:         log,
 		AllowlistDir:   *alDir,
 		EnrolCADir:     *enrolCA,
+		PlanDir:        *planDir,
 	}
 	if *reveal && *sealKey == "" {
 		return errors.New("-reveal-personal-data needs -seal-key")
