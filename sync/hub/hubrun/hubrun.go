@@ -15,6 +15,7 @@ import (
 	"github.com/kioskedge/kioskedge/sync/hubal"
 	"github.com/kioskedge/kioskedge/sync/hubca"
 	"github.com/kioskedge/kioskedge/sync/hubfleet"
+	"github.com/kioskedge/kioskedge/sync/hubplan"
 	"github.com/kioskedge/kioskedge/sync/hubstore"
 	"github.com/kioskedge/kioskedge/sync/hubui"
 	"github.com/kioskedge/kioskedge/sync/sealed"
@@ -67,6 +68,11 @@ type Config struct {
 	// EnrolCADir, if set, is a hubca CA directory (hubd ca init): the hub
 	// answers boxes' enrolment requests with it (firmware-specs/enrolment.md).
 	EnrolCADir string
+
+	// PlanDir, if set, is a roll-out plan directory (hubd plan import):
+	// the hub serves coverage at /ui/coverage, /ui/coverage.csv and
+	// /ui/coverage.svg (firmware-specs/rollout-plan.md §5).
+	PlanDir string
 }
 
 // Server is a running hub: store, MQTT session, ingest and HTTP API.
@@ -175,6 +181,16 @@ func New(cfg Config) (_ *Server, err error) {
 		}
 		s.mux.Handle("/ui/", ui.Handler())
 		s.mux.Handle("GET /{$}", hubui.Redirect())
+	}
+	if cfg.PlanDir != "" {
+		cov, err := hubplan.NewHandler(hubplan.HandlerOptions{Dir: cfg.PlanDir, Fleet: hubplan.FromStore(s.store),
+			Logger: log.With("component", "coverage")})
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range []string{hubplan.PathPage, hubplan.PathCSV, hubplan.PathSVG} {
+			s.mux.Handle(p, cov)
+		}
 	}
 	if cfg.AllowlistDir != "" {
 		dir, err := hubal.Open(cfg.AllowlistDir)
