@@ -40,6 +40,9 @@ type Handlers struct {
 	// DoorMode sets door's mode: wire.DoorModeNormal, DoorModeLockedDown or
 	// DoorModeFreePassage.
 	DoorMode func(ctx context.Context, commandID, door, mode string) error
+	// Rebirth publishes the agent's birth and health again (agent.rebirth,
+	// no args); the node wires it to the uplink.
+	Rebirth func(ctx context.Context, commandID string) error
 }
 
 // Options configures an Executor.
@@ -87,6 +90,7 @@ type Executor struct {
 	now  func() time.Time
 	q    chan []byte
 
+	hmu      sync.Mutex // guards opts.Handlers (SetHandlers)
 	mu       sync.Mutex // guards seen and counters
 	seen     *seenSet
 	counters map[string]uint64
@@ -254,9 +258,20 @@ func (e *Executor) check(payload []byte) (wire.CommandResult, func(context.Conte
 
 var errUnknown = errors.New("unknown command")
 
+// SetHandlers replaces the handlers for the commands handled from now on
+// (a gate plugs its door handlers into the node's executor before Run).
+// It is safe to call while Run is running.
+func (e *Executor) SetHandlers(h Handlers) {
+	e.hmu.Lock()
+	defer e.hmu.Unlock()
+	e.opts.Handlers = h
+}
+
 // bind checks c's name and args and returns the call that runs it.
 func (e *Executor) bind(c wire.Command) (func(context.Context) error, error) {
+	e.hmu.Lock()
 	h := e.opts.Handlers
+	e.hmu.Unlock()
 	switch {
 	case c.Name == wire.CmdDoorOpen && h.DoorOpen != nil:
 		a, err := wire.ParseDoorOpenArgs(c.Args)
@@ -270,6 +285,11 @@ func (e *Executor) bind(c wire.Command) (func(context.Context) error, error) {
 			return nil, err
 		}
 		return func(ctx context.Context) error { return h.DoorMode(ctx, c.ID, a.Door, a.Mode) }, nil
+	case c.Name == wire.CmdRebirth && h.Rebirth != nil:
+		if err := wire.ParseNoArgs(c.Args); err != nil {
+			return nil, err
+		}
+		return func(ctx context.Context) error { return h.Rebirth(ctx, c.ID) }, nil
 	}
 	return nil, fmt.Errorf("%w %q", errUnknown, c.Name)
 }

@@ -414,3 +414,44 @@ func FuzzHandle(f *testing.F) {
 		}
 	})
 }
+
+// TestRebirth: agent.rebirth takes no args (absent or {}), runs only where
+// a Rebirth handler is set (SetHandlers can add it), and anything in its
+// args is bad_args.
+func TestRebirth(t *testing.T) {
+	e := newEnv(t)
+	x := e.open(t)
+	rebirth := func(args string) func(*wire.Command) {
+		return func(c *wire.Command) {
+			c.Name, c.Args = wire.CmdRebirth, nil
+			if args != "" {
+				c.Args = json.RawMessage(args)
+			}
+		}
+	}
+	if r := x.Handle(context.Background(), e.cmd(t, "rebirth-nonce-0000", rebirth(""))); r.Code != wire.CodeUnknownCommand {
+		t.Fatalf("without a Rebirth handler: %+v, want unknown_command", r)
+	}
+	var calls int
+	h := e.door.handlers()
+	h.Rebirth = func(context.Context, string) error { calls++; return nil }
+	x.SetHandlers(h)
+	for _, tt := range []struct {
+		nonce, args, code string
+	}{
+		{"rebirth-nonce-0001", "", wire.CodeOK},
+		{"rebirth-nonce-0002", "{}", wire.CodeOK},
+		{"rebirth-nonce-0003", `{"door":"d1"}`, wire.CodeBadArgs},
+	} {
+		if r := x.Handle(context.Background(), e.cmd(t, tt.nonce, rebirth(tt.args))); r.Code != tt.code {
+			t.Errorf("args %q: %+v, want %s", tt.args, r, tt.code)
+		}
+	}
+	if calls != 2 {
+		t.Errorf("Rebirth ran %d times, want 2", calls)
+	}
+	// The door handlers still run after SetHandlers.
+	if r := x.Handle(context.Background(), e.cmd(t, "rebirth-nonce-0004", nil)); r.Code != wire.CodeOK || e.door.n() != 1 {
+		t.Errorf("door.open after SetHandlers: %+v, door calls %d", r, e.door.n())
+	}
+}

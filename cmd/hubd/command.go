@@ -22,7 +22,7 @@ import (
 	"github.com/kioskedge/kioskedge/sync/wire"
 )
 
-// commandCmd runs "hubd cmd keygen|door-open|door-mode ..."
+// commandCmd runs "hubd cmd keygen|door-open|door-mode|rebirth ..."
 // (firmware-specs/hub-commands.md). Results go to stdout.
 func commandCmd(args []string, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -30,7 +30,7 @@ func commandCmd(args []string, stderr io.Writer) error {
 	return commandRun(ctx, args, os.Stdout, stderr)
 }
 
-const commandUsage = "usage: hubd cmd keygen|door-open|door-mode [flags] (-h lists the flags)"
+const commandUsage = "usage: hubd cmd keygen|door-open|door-mode|rebirth [flags] (-h lists the flags)"
 
 func commandRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
@@ -39,7 +39,7 @@ func commandRun(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	switch args[0] {
 	case "keygen":
 		return commandKeygen(args[1:], stderr)
-	case "door-open", "door-mode":
+	case "door-open", "door-mode", "rebirth":
 		return sendCommand(ctx, args[0], args[1:], stdout, stderr)
 	}
 	return fmt.Errorf("cmd: unknown subcommand %q; %s", args[0], commandUsage)
@@ -124,7 +124,7 @@ func sendCommand(ctx context.Context, sub string, args []string, stdout, stderr 
 		broker    = fs.String("broker", "", "broker URL: ssl://host:8883, or tcp://host:1883 with -plaintext; required")
 		root      = fs.String("root", "kioskedge", "topic root")
 		agent     = fs.String("agent", "", "target agent id; required")
-		doorID    = fs.String("door", "", "door id; required")
+		doorID    = fs.String("door", "", "door id; required for door-open and door-mode")
 		mode      = fs.String("mode", "", "door-mode only: normal, locked_down or free_passage")
 		keyFile   = fs.String("key", "", "the hub's command key (hubd cmd keygen's cmd.key); required")
 		expires   = fs.Duration("expires", 60*time.Second, "how long the command stays valid (at most the agents' horizon, 10m by default)")
@@ -142,8 +142,12 @@ func sendCommand(ctx context.Context, sub string, args []string, stdout, stderr 
 	switch {
 	case fs.NArg() != 0:
 		return fmt.Errorf("cmd %s: unexpected arguments %q", sub, fs.Args())
-	case *broker == "" || *agent == "" || *doorID == "" || *keyFile == "":
-		return fmt.Errorf("cmd %s: -broker, -agent, -door and -key are required", sub)
+	case *broker == "" || *agent == "" || *keyFile == "":
+		return fmt.Errorf("cmd %s: -broker, -agent and -key are required", sub)
+	case sub != "rebirth" && *doorID == "":
+		return fmt.Errorf("cmd %s: -door is required", sub)
+	case sub == "rebirth" && (*doorID != "" || *mode != ""):
+		return errors.New("cmd rebirth: takes no -door or -mode")
 	case sub == "door-open" && *mode != "":
 		return errors.New("cmd door-open: -mode is for door-mode")
 	case *expires <= 0 || *timeout <= 0:
@@ -156,23 +160,26 @@ func sendCommand(ctx context.Context, sub string, args []string, stdout, stderr 
 	if err != nil {
 		return fmt.Errorf("-key: %w", err)
 	}
-	var argv any = wire.DoorOpenArgs{Door: *doorID}
-	name := wire.CmdDoorOpen
-	if sub == "door-mode" {
-		name, argv = wire.CmdDoorMode, wire.DoorModeArgs{Door: *doorID, Mode: *mode}
-	}
-	rawArgs, err := json.Marshal(argv)
-	if err != nil {
-		return err
-	}
-	// Check the args as an agent will, so a typo fails here.
-	if name == wire.CmdDoorOpen {
-		_, err = wire.ParseDoorOpenArgs(rawArgs)
-	} else {
-		_, err = wire.ParseDoorModeArgs(rawArgs)
-	}
-	if err != nil {
-		return fmt.Errorf("cmd %s: %w", sub, err)
+	var rawArgs json.RawMessage // agent.rebirth has none
+	name := wire.CmdRebirth
+	if sub != "rebirth" {
+		var argv any = wire.DoorOpenArgs{Door: *doorID}
+		name = wire.CmdDoorOpen
+		if sub == "door-mode" {
+			name, argv = wire.CmdDoorMode, wire.DoorModeArgs{Door: *doorID, Mode: *mode}
+		}
+		if rawArgs, err = json.Marshal(argv); err != nil {
+			return err
+		}
+		// Check the args as an agent will, so a typo fails here.
+		if name == wire.CmdDoorOpen {
+			_, err = wire.ParseDoorOpenArgs(rawArgs)
+		} else {
+			_, err = wire.ParseDoorModeArgs(rawArgs)
+		}
+		if err != nil {
+			return fmt.Errorf("cmd %s: %w", sub, err)
+		}
 	}
 	now := time.Now()
 	c := wire.Command{ID: "hubd-" + randomHex(8), Agent: *agent, Name: name, Args: rawArgs,
@@ -259,7 +266,11 @@ func sendCommand(ctx context.Context, sub string, args []string, stdout, stderr 
 		if r.Message != "" {
 			msg = ": " + r.Message
 		}
-		fmt.Fprintf(stdout, "%s %s door %s on %s: %s%s (%v)\n", c.ID, name, *doorID, *agent, r.Code, msg,
+		what := name
+		if *doorID != "" {
+			what += " door " + *doorID
+		}
+		fmt.Fprintf(stdout, "%s %s on %s: %s%s (%v)\n", c.ID, what, *agent, r.Code, msg,
 			latency.Round(time.Millisecond))
 	}
 	if !r.OK {

@@ -77,6 +77,9 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		reveal    = fs.Bool("reveal-personal-data", false, "let records API requests with reveal=1 see opened personal data unmasked (needs -seal-key)")
 		alDir     = fs.String("allowlist-dir", "", "serve agents' allowlist requests from this list directory (hubd allowlist push -dir); empty for none")
 		enrolCA   = fs.String("enrol-ca", "", "answer boxes' enrolment requests with this CA directory (hubd ca init); empty for none")
+		cmdKey    = fs.String("cmd-key", "", "the command key (hubd cmd keygen's cmd.key): send agent.rebirth to agents with gaps or stale births; empty only records them")
+		gapAge    = fs.Duration("gap-age", 0, "how long a missing sequence range may stand before it counts as a gap (0: 2m)")
+		rebirthIv = fs.Duration("rebirth-interval", 0, "least time between two agent.rebirth to one agent (0: 10m)")
 		planDir   = fs.String("plan-dir", "", "serve roll-out coverage (/ui/coverage) from this plan directory (hubd plan import -dir); empty for none")
 	)
 	if err := fs.Parse(args); err != nil {
@@ -105,6 +108,9 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		AllowlistDir:   *alDir,
 		EnrolCADir:     *enrolCA,
 		PlanDir:        *planDir,
+	}
+	if err := lifecycleConfig(&cfg, *cmdKey, *gapAge, *rebirthIv, metricsSources{}); err != nil {
+		return err
 	}
 	if *reveal && *sealKey == "" {
 		return errors.New("-reveal-personal-data needs -seal-key")

@@ -82,6 +82,7 @@ func (h *Hub) AgentReceived(id string) (Received, bool) {
 //	GET /api/agents/{id}/received   Received, or 404 {"error": …}
 //	GET /api/agents/{id}/records    RecordsPage (?after=N&limit=M&reveal=1), or 404, 400, 403
 //	GET /api/stats                  Stats
+//	GET /api/lifecycle              []LifecycleInfo (gaps, stale statuses, rebirths)
 //
 // Records show sealed fields masked (hub-protocol.md §4.4; see Records).
 //
@@ -102,6 +103,9 @@ func (h *Hub) Handler() http.Handler {
 	mux.HandleFunc("GET /api/agents/{id}/records", h.serveRecords)
 	mux.HandleFunc("GET /api/stats", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, h.Stats())
+	})
+	mux.HandleFunc("GET /api/lifecycle", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, h.Lifecycle())
 	})
 	return mux
 }

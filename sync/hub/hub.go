@@ -2,6 +2,7 @@ package hub
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"log/slog"
 	"maps"
 	"math/bits"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -104,13 +106,33 @@ type Options struct {
 	// before Wait sees the commit. It must return quickly: ingest waits
 	// for it.
 	OnAgentChange func(agentID string)
+
+	// CommandKey, when set (hubd -cmd-key), signs the agent.rebirth the
+	// lifecycle detector sends an agent with a gap, a stale status or a
+	// boot without a death (see Lifecycle); nil only records them.
+	CommandKey ed25519.PrivateKey
+	// GapAge is how long a missing range may stand before it counts as a
+	// gap; default DefaultGapAge.
+	GapAge time.Duration
+	// RebirthInterval is the least time between two agent.rebirth to one
+	// agent; default DefaultRebirthInterval.
+	RebirthInterval time.Duration
+	// Now is the clock of the lifecycle detector and the ack latency; nil
+	// means time.Now.
+	Now func() time.Time
 }
+
+// HubSegment is the agent segment of the hub's own topics: hubrun
+// publishes the hub's retained status on <root>/v1/$hub/status
+// (hub-protocol.md §12). The ingest ignores it.
+const HubSegment = "$hub"
 
 // item is one unit of work for the committer.
 type item struct {
 	batch  *hubstore.Ingested
 	status *hubstore.StatusUpdate
 	health *hubstore.HealthUpdate
+	at     time.Time // when a batch arrived, for the ack latency
 }
 
 type pendingAck struct {
@@ -136,6 +158,9 @@ type Hub struct {
 	mu      sync.Mutex
 	stats   Stats
 	changed chan struct{} // closed and replaced after every commit
+
+	now func() time.Time
+	lc  lifecycle
 }
 
 // Stats are the hub's counters since New.
@@ -155,6 +180,18 @@ type Stats struct {
 	AckErrors     uint64            `json:"ack_errors"`     // acks that failed or were abandoned at stop
 	Unackable     uint64            `json:"unackable"`      // commits after which an agent had nothing contiguous from 1
 	Bad           map[string]uint64 `json:"bad"`            // bad or dropped messages by reason
+
+	// Lifecycle detector (see Lifecycle).
+	Gaps              uint64 `json:"gaps"`                // missing ranges that outlived GapAge
+	StaleBirths       uint64 `json:"stale_births"`        // statuses with a bdseq below the stored one
+	BootsWithoutDeath uint64 `json:"boots_without_death"` // births with a new boot id over a birth
+	RebirthsSent      uint64 `json:"rebirths_sent"`       // signed agent.rebirth published
+
+	// AckLatencySum and AckLatencyCount: for each ack published, the time
+	// from the arrival of the oldest batch it covers in that commit to
+	// the ack handed to the transport, in seconds.
+	AckLatencySum   float64 `json:"ack_latency_sum_s"`
+	AckLatencyCount uint64  `json:"ack_latency_count"`
 }
 
 // New checks opts and builds a hub. It fails with ErrOptions for a missing
@@ -190,6 +227,15 @@ func New(opts Options) (*Hub, error) {
 	if opts.AckGrace <= 0 {
 		opts.AckGrace = 2 * time.Second
 	}
+	if opts.GapAge <= 0 {
+		opts.GapAge = DefaultGapAge
+	}
+	if opts.RebirthInterval <= 0 {
+		opts.RebirthInterval = DefaultRebirthInterval
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -204,6 +250,8 @@ func New(opts Options) (*Hub, error) {
 		stopping: make(chan struct{}),
 		changed:  make(chan struct{}),
 		stats:    Stats{Bad: map[string]uint64{}},
+		now:      opts.Now,
+		lc:       lifecycle{agents: map[string]*lifeState{}},
 	}
 	if h.codec == nil {
 		c, err := wire.NewCodec(opts.Limits)
@@ -349,15 +397,31 @@ func (h *Hub) fill(group []item) []item {
 // commit applies one group in one store transaction, then publishes acks.
 func (h *Hub) commit(group []item, pending chan<- pendingAck) {
 	var w hubstore.Write
+	arrived := map[string]time.Time{} // per agent, its oldest batch in the group
+	var touched []string
+	touch := func(agent string) {
+		if !slices.Contains(touched, agent) {
+			touched = append(touched, agent)
+		}
+	}
 	for _, it := range group {
 		switch {
 		case it.batch != nil:
 			w.Batches = append(w.Batches, *it.batch)
+			if t, ok := arrived[it.batch.Agent]; !ok || it.at.Before(t) {
+				arrived[it.batch.Agent] = it.at
+			}
+			touch(it.batch.Agent)
 		case it.status != nil:
 			w.Statuses = append(w.Statuses, *it.status)
+			touch(it.status.Status.Agent)
 		case it.health != nil:
 			w.Health = append(w.Health, *it.health)
+			touch(it.health.Agent)
 		}
+	}
+	if len(w.Statuses) > 0 {
+		h.lifecycleStatuses(w.Statuses)
 	}
 	res, err := h.store.Apply(w)
 	if err != nil {
@@ -368,7 +432,8 @@ func (h *Hub) commit(group []item, pending chan<- pendingAck) {
 		h.log.Error("hub commit failed", "batches", len(w.Batches), "err", err)
 		return
 	}
-	var published, unackable uint64
+	var published, unackable, latN uint64
+	var latSum float64
 	for _, a := range res.Acks {
 		if a.Through == 0 {
 			unackable++
@@ -385,12 +450,18 @@ func (h *Hub) commit(group []item, pending chan<- pendingAck) {
 			Payload:  payload,
 		})
 		published++
+		if t, ok := arrived[a.Agent]; ok && !t.IsZero() {
+			latSum += h.now().Sub(t).Seconds()
+			latN++
+		}
 		pending <- pendingAck{done: done, ack: a}
 	}
 	// Before the commit is counted, so a Wait on it sees the change.
 	if f := h.opts.OnAgentChange; f != nil {
 		notifyAgents(w, f)
 	}
+	// Before the commit is counted, so a Wait on it sees the detector's view.
+	h.lifecycleGaps(touched)
 	h.mu.Lock()
 	s := &h.stats
 	s.Commits++
@@ -404,6 +475,8 @@ func (h *Hub) commit(group []item, pending chan<- pendingAck) {
 	s.Health += uint64(len(w.Health))
 	s.AcksPublished += published
 	s.Unackable += unackable
+	s.AckLatencySum += latSum
+	s.AckLatencyCount += latN
 	close(h.changed)
 	h.changed = make(chan struct{})
 	h.mu.Unlock()
@@ -531,11 +604,14 @@ func (h *Hub) onEvents(topic string, payload []byte) {
 		h.bad(BadAgentMismatch, topic, nil)
 		return
 	}
-	h.enqueue(item{batch: &hubstore.Ingested{Agent: agent, First: b.First, Last: b.Last, Entries: b.Entries}}, topic)
+	h.enqueue(item{batch: &hubstore.Ingested{Agent: agent, First: b.First, Last: b.Last, Entries: b.Entries}, at: h.now()}, topic)
 }
 
 // onStatus handles a retained birth/death.
 func (h *Hub) onStatus(topic string, payload []byte) {
+	if topic == (wire.Topics{Root: h.opts.Root, Agent: HubSegment}).Status() {
+		return // the hub's own status (hub-protocol.md §12), not an agent's
+	}
 	agent, ok := h.topicAgent(topic)
 	if !ok || len(payload) == 0 { // an empty retained message clears the topic
 		return

@@ -120,6 +120,7 @@ type Uplink struct {
 	ackThrough  atomic.Uint64 // highest valid ack from the hub
 	sentThrough atomic.Uint64
 	rebirth     atomic.Bool
+	asked       atomic.Bool // Rebirth was called
 	// birthAcked is the acked_through of the latest birth handed to the
 	// session: an ack timeout with the source acked beyond it republishes
 	// the birth (see drain).
@@ -485,6 +486,11 @@ func (u *Uplink) drain(ctx context.Context) {
 		if u.rebirth.Swap(false) && u.sess.Connected() {
 			u.republishBirth("older death retained on our status")
 		}
+		if u.asked.Swap(false) && u.sess.Connected() {
+			u.republishBirth("asked by the hub")
+			u.publishHealth()
+			rewind() // resend what the hub has not acked: it may have a gap
+		}
 		// Release what the hub acked.
 		if a := u.ackThrough.Load(); a > u.src.AckedThrough() {
 			if err := u.src.Ack(a); err != nil {
@@ -624,6 +630,19 @@ func (u *Uplink) publishHealth() {
 	}
 	// The result is not awaited: the next snapshot supersedes this one.
 	u.sess.PublishAsync(Message{Topic: u.topics.Health(), QoS: 1, Retained: true, Payload: b})
+}
+
+// Rebirth makes the drain publish the birth (same boot id and bdseq) and
+// a fresh health snapshot again, and resend every record the hub has not
+// acked, without waiting for them (the agent.rebirth command,
+// hub-commands.md §3). Not connected, it does nothing: the next connect
+// publishes a birth and health anyway and resends from the acked point.
+func (u *Uplink) Rebirth() {
+	if !u.sess.Connected() {
+		return
+	}
+	u.asked.Store(true)
+	u.poke()
 }
 
 // Session returns the uplink's MQTT session, e.g. to subscribe to more

@@ -25,6 +25,9 @@ const CommandDomain = "kioskedge-cmd-v1"
 const (
 	CmdDoorOpen = "door.open" // DoorOpenArgs: one unlock pulse
 	CmdDoorMode = "door.mode" // DoorModeArgs: set a door's mode
+	// CmdRebirth asks the agent to publish its birth and health again and
+	// resend what the hub has not acked; no args (absent or {}).
+	CmdRebirth = "agent.rebirth"
 )
 
 // Door modes carried by door.mode.
@@ -239,6 +242,16 @@ func ParseDoorModeArgs(raw json.RawMessage) (DoorModeArgs, error) {
 		return a, fmt.Errorf("%w: mode must be normal, locked_down or free_passage", ErrBadCommand)
 	}
 	return a, nil
+}
+
+// ParseNoArgs checks the args of a command that takes none (agent.rebirth):
+// absent, or the empty object {}. Errors wrap ErrBadCommand.
+func ParseNoArgs(raw json.RawMessage) error {
+	if raw == nil {
+		return nil
+	}
+	var v struct{}
+	return strictJSON(raw, &v)
 }
 
 // DecodeCommandResult parses a result, rejecting oversized or malformed

@@ -1,9 +1,10 @@
 // Package gate wires a smart gate into an agent: from the config's [gate],
 // [[door]] and [[wiegand]] tables it opens the allowlist store, builds the
 // decision engine over it, the door drivers on their GPIO lines, the
-// Wiegand readers feeding the gate state machine (agent/gate), the signed
-// command executor (agent/command) and the allowlist receiver
-// (agent/allowsync), and hooks the last two to the node's MQTT session.
+// Wiegand readers feeding the gate state machine (agent/gate) and the
+// allowlist receiver (agent/allowsync) on the node's MQTT session, and
+// plugs door.open and door.mode into the node's signed command executor
+// (node.SetCommandHandlers; the node owns the executor and the cmd topic).
 // It lives under cmd/ because wiring concrete parts is the mains' job
 // (DESIGN.md §3); kioskd, kioskdemo and kbench share it.
 //
@@ -100,9 +101,6 @@ type Gate struct {
 	Gate      *agentgate.Gate
 	Engine    *access.Engine
 	Allowlist *allowlist.Allowlist
-	// Commands is nil when no command_key_file is configured: every
-	// command is then refused by not being listened to.
-	Commands *command.Executor
 	// Sync receives allowlist snapshots and deltas from the hub.
 	Sync *allowsync.Syncer
 
@@ -266,20 +264,7 @@ func Open(o Options) (_ *Gate, err error) {
 		g.allowlistTopics = append(g.allowlistTopics, wire.GroupAllowlistTopic(c.Hub.Root, grp))
 	}
 
-	if c.Gate.CommandKeyFile != "" {
-		pub, err := command.LoadPublicKey(c.Gate.CommandKeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("gate: gate.command_key_file: %w", err)
-		}
-		g.Commands, err = command.New(command.Options{
-			PublicKey: pub, Agent: c.Agent.ID, SeenFile: c.Gate.CommandSeenFile, Now: o.Now,
-			Handlers: command.Handlers{DoorOpen: g.doorOpen, DoorMode: g.doorMode},
-			Outbox:   o.Node, Publish: g.publishResult, Logger: log,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("gate: gate.command_seen_file: %w", err)
-		}
-	}
+	o.Node.SetCommandHandlers(command.Handlers{DoorOpen: g.doorOpen, DoorMode: g.doorMode})
 	o.Node.DecorateHealth(g.Decorate)
 	return g, nil
 }
@@ -433,17 +418,6 @@ func (g *Gate) doorMode(_ context.Context, commandID, doorID, mode string) error
 	return g.Gate.SetMode(doorID, m, commandID)
 }
 
-// publishResult sends a command's result on cmd/result at once; the
-// durable copy is the command.result record in the outbox.
-func (g *Gate) publishResult(r wire.CommandResult) {
-	b, err := json.Marshal(r)
-	if err != nil {
-		g.log.Error("encode command result", "err", err)
-		return
-	}
-	g.session.PublishAsync(uplink.Message{Topic: g.topics.CmdResult(), QoS: 1, Payload: b})
-}
-
 // requestAllowlist asks the hub for allowlist updates; the syncer asks
 // again after the next connect if this one is lost.
 func (g *Gate) requestAllowlist(r wire.AllowlistRequest) error {
@@ -455,8 +429,8 @@ func (g *Gate) requestAllowlist(r wire.AllowlistRequest) error {
 	return nil
 }
 
-// Run subscribes to the command and allowlist topics, runs the doors, the
-// readers, the gate's record writer and the executors until ctx ends, then
+// Run subscribes to the allowlist topics, runs the doors, the readers, the
+// gate's record writer and the allowlist syncer until ctx ends, then
 // halts every door. It returns after every goroutine it started has
 // stopped: nil on a clean stop, or the first component's error.
 func (g *Gate) Run(ctx context.Context) error {
@@ -495,18 +469,6 @@ func (g *Gate) Run(ctx context.Context) error {
 			return fmt.Errorf("gate: subscribe %s: %w", topic, err)
 		}
 	}
-	if g.Commands != nil {
-		run("commands", g.Commands.Run)
-		if err := g.session.Subscribe(g.topics.Cmd(), 1, func(_ string, p []byte) {
-			if !g.Commands.Submit(append([]byte(nil), p...)) {
-				g.log.Warn("command queue full; command dropped (the hub sees no result)")
-			}
-		}); err != nil {
-			cancel()
-			wg.Wait()
-			return fmt.Errorf("gate: subscribe %s: %w", g.topics.Cmd(), err)
-		}
-	}
 	wg.Wait()
 	close(errs)
 	return <-errs
@@ -525,17 +487,9 @@ func (g *Gate) Decorate(h *wire.Health) {
 		}
 		h.Doors = append(h.Doors, dh)
 	}
-	if g.Commands != nil {
-		if h.Counters == nil {
-			h.Counters = map[string]uint64{}
-		}
-		for k, v := range g.Commands.Counters() {
-			h.Counters["command_"+k] = v
-		}
-	}
 }
 
-// Close halts every door, closes the executor and the allowlist, and then
+// Close halts every door, closes the allowlist, and then
 // the lines that can be closed. It is idempotent; call it after Run has
 // returned.
 func (g *Gate) Close() error {
@@ -546,9 +500,6 @@ func (g *Gate) Close() error {
 		}
 		for _, d := range g.doors {
 			errs = append(errs, d.Halt())
-		}
-		if g.Commands != nil {
-			errs = append(errs, g.Commands.Close())
 		}
 		if g.Allowlist != nil {
 			errs = append(errs, g.Allowlist.Close())

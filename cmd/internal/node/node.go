@@ -2,7 +2,10 @@
 // the outbox file in the data directory, the uplink that drains it to
 // the hub, and the configured serial devices (cmd/internal/devices) with
 // the device Monitor that records their transitions in the outbox and
-// reports their health to the hub. cmd/kioskd, cmd/kioskdemo and cmd/kbench share it so the three
+// reports their health to the hub, and, when [gate] command_key_file is
+// set, the signed command executor (agent/command) on the agent's cmd
+// topic: every agent runs agent.rebirth, and a gate plugs its door
+// commands in with SetCommandHandlers. cmd/kioskd, cmd/kioskdemo and cmd/kbench share it so the three
 // run the same wiring; it lives under cmd/ because wiring concrete parts is
 // the mains' job (DESIGN.md §3).
 package node
@@ -23,6 +26,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/kioskedge/kioskedge/agent/command"
 	"github.com/kioskedge/kioskedge/agent/config"
 	agentdevices "github.com/kioskedge/kioskedge/agent/devices"
 	"github.com/kioskedge/kioskedge/cmd/internal/devices"
@@ -50,8 +54,13 @@ type Node struct {
 	Monitor *agentdevices.Monitor // the configured devices' health and transitions
 	Devices *devices.Set          // the running drivers
 	BootID  string
-	cfg     config.Config
-	now     func() time.Time
+	// Commands runs signed commands from the hub; nil when no
+	// [gate] command_key_file is configured (the cmd topic is then not
+	// subscribed, so every command goes unanswered).
+	Commands *command.Executor
+	cfg      config.Config
+	now      func() time.Time
+	log      *slog.Logger
 
 	decorate atomic.Pointer[func(*wire.Health)]
 }
@@ -64,6 +73,45 @@ func (n *Node) decorateHealth(h *wire.Health) {
 	if f := n.decorate.Load(); f != nil {
 		(*f)(h)
 	}
+	if n.Commands != nil {
+		if h.Counters == nil {
+			h.Counters = map[string]uint64{}
+		}
+		for k, v := range n.Commands.Counters() {
+			h.Counters["command_"+k] = v
+		}
+	}
+}
+
+// SetCommandHandlers plugs h's command handlers (a gate's door.open and
+// door.mode) into the executor; agent.rebirth always stays the node's, so
+// h.Rebirth is ignored. Call it before Run. Without an executor (no
+// command key configured) it does nothing.
+func (n *Node) SetCommandHandlers(h command.Handlers) {
+	if n.Commands == nil {
+		return
+	}
+	h.Rebirth = n.rebirth
+	n.Commands.SetHandlers(h)
+}
+
+// rebirth runs agent.rebirth: the uplink publishes the birth and health
+// again and resends what the hub has not acked.
+func (n *Node) rebirth(context.Context, string) error {
+	n.Uplink.Rebirth()
+	return nil
+}
+
+// publishResult sends a command's result on cmd/result at once; the
+// durable copy is the command.result record in the outbox.
+func (n *Node) publishResult(r wire.CommandResult) {
+	b, err := json.Marshal(r)
+	if err != nil {
+		n.log.Error("encode command result", "err", err)
+		return
+	}
+	topics := wire.Topics{Root: n.cfg.Hub.Root, Agent: n.cfg.Agent.ID}
+	n.Uplink.Session().PublishAsync(uplink.Message{Topic: topics.CmdResult(), QoS: 1, Payload: b})
 }
 
 // Open creates the data directory if needed, opens (or recovers) the outbox,
@@ -96,7 +144,7 @@ func Open(o Options) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
-	n := &Node{Outbox: ob, BootID: newBootID(), cfg: c, now: o.Now}
+	n := &Node{Outbox: ob, BootID: newBootID(), cfg: c, now: o.Now, log: log}
 	password := ""
 	if c.Hub.PasswordFile != "" {
 		b, err := os.ReadFile(c.Hub.PasswordFile)
@@ -159,7 +207,32 @@ func Open(o Options) (*Node, error) {
 		_ = ob.Close()
 		return nil, fmt.Errorf("node: %w", err)
 	}
+	if c.Gate.CommandKeyFile != "" {
+		if err := n.openCommands(o); err != nil {
+			// The command error is the one worth returning.
+			_ = n.Devices.Close()
+			_ = ob.Close()
+			return nil, err
+		}
+	}
 	return n, nil
+}
+
+func (n *Node) openCommands(o Options) error {
+	c := o.Config
+	pub, err := command.LoadPublicKey(c.Gate.CommandKeyFile)
+	if err != nil {
+		return fmt.Errorf("node: gate.command_key_file: %w", err)
+	}
+	n.Commands, err = command.New(command.Options{
+		PublicKey: pub, Agent: c.Agent.ID, SeenFile: c.Gate.CommandSeenFile, Now: o.Now,
+		Handlers: command.Handlers{Rebirth: n.rebirth},
+		Outbox:   n, Publish: n.publishResult, Logger: n.log,
+	})
+	if err != nil {
+		return fmt.Errorf("node: gate.command_seen_file: %w", err)
+	}
+	return nil
 }
 
 // inventory lists the configured devices for the birth message; an OSDP
@@ -192,16 +265,33 @@ func (n *Node) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = n.Devices.Run(devCtx) }) // returns nil; driver failures are logged
 	wg.Go(func() { _ = n.Monitor.Run(devCtx) }) // returns nil; append failures are logged and retried
+	if n.Commands != nil {
+		wg.Go(func() { _ = n.Commands.Run(devCtx) }) // returns nil at ctx end
+		topic := wire.Topics{Root: n.cfg.Hub.Root, Agent: n.cfg.Agent.ID}.Cmd()
+		// Not connected yet, Subscribe only remembers the topic (renewed on
+		// every connect); a refusal now is retried on the next connect.
+		if err := n.Uplink.Session().Subscribe(topic, 1, func(_ string, p []byte) {
+			if !n.Commands.Submit(append([]byte(nil), p...)) {
+				n.log.Warn("command queue full; command dropped (the hub sees no result)")
+			}
+		}); err != nil {
+			n.log.Warn("subscribe to the command topic", "err", err)
+		}
+	}
 	err := n.Uplink.Run(ctx)
 	stop()
 	wg.Wait()
 	return err
 }
 
-// Close closes the devices and then the outbox. Call it after Run has
-// returned; it is idempotent.
+// Close closes the command executor, the devices and then the outbox.
+// Call it after Run has returned; it is idempotent.
 func (n *Node) Close() error {
-	return errors.Join(n.Devices.Close(), n.Outbox.Close())
+	var cerr error
+	if n.Commands != nil {
+		cerr = n.Commands.Close()
+	}
+	return errors.Join(cerr, n.Devices.Close(), n.Outbox.Close())
 }
 
 func (n *Node) outboxHealth() wire.OutboxHealth {

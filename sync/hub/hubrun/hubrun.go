@@ -2,6 +2,8 @@ package hubrun
 
 import (
 	"context"
+	"crypto/ed25519"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -73,6 +75,20 @@ type Config struct {
 	// the hub serves coverage at /ui/coverage, /ui/coverage.csv and
 	// /ui/coverage.svg (firmware-specs/rollout-plan.md §5).
 	PlanDir string
+
+	// Version is the hub's version, in its retained status on
+	// <root>/v1/$hub/status (hub-protocol.md §12).
+	Version string
+	// CommandKey, when set (hubd -cmd-key), lets the lifecycle detector
+	// send signed agent.rebirth commands (hub.Options.CommandKey);
+	// GapAge and RebirthInterval tune it (zero: hub's defaults).
+	CommandKey      ed25519.PrivateKey
+	GapAge          time.Duration
+	RebirthInterval time.Duration
+	// Metrics, if set, builds the handler served at /metrics (cmd/hubd
+	// writes the Prometheus text there); it is called once, in New, after
+	// the hub is built.
+	Metrics func(*Server) http.Handler
 }
 
 // Server is a running hub: store, MQTT session, ingest and HTTP API.
@@ -122,6 +138,7 @@ func New(cfg Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
+	hubStatus := HubStatusTopic(cfg.Root)
 	maxMsg := cfg.Limits.MaxMessage
 	if maxMsg <= 0 {
 		maxMsg = uplink.DefaultMaxMessage
@@ -134,6 +151,17 @@ func New(cfg Config) (_ *Server, err error) {
 		Backoff:        cfg.Backoff,
 		MaxMessage:     maxMsg,
 		Logger:         log.With("component", "uplink"),
+		// The hub's own retained state (hub-protocol.md §12): online at
+		// every connect, offline by the Will when the connection dies and
+		// by Run on a clean stop.
+		Will: &uplink.Message{Topic: hubStatus, QoS: 1, Retained: true, Payload: hubStatusJSON(wire.StateOffline, "will", cfg.Version)},
+		OnConnect: func(ctx context.Context, sess *uplink.Session) {
+			err := sess.Publish(ctx, uplink.Message{Topic: hubStatus, QoS: 1, Retained: true,
+				Payload: hubStatusJSON(wire.StateOnline, "", cfg.Version)})
+			if err != nil {
+				log.Warn("hub status online not acknowledged", "err", err)
+			}
+		},
 	})
 	if err != nil {
 		return nil, err
@@ -164,6 +192,10 @@ func New(cfg Config) (_ *Server, err error) {
 		Mask:               cfg.Mask,
 		RevealPersonalData: cfg.RevealPersonalData,
 		OnAgentChange:      onAgentChange,
+
+		CommandKey:      cfg.CommandKey,
+		GapAge:          cfg.GapAge,
+		RebirthInterval: cfg.RebirthInterval,
 	})
 	if err != nil {
 		return nil, err
@@ -172,6 +204,9 @@ func New(cfg Config) (_ *Server, err error) {
 	s.mux.Handle("/api/", s.hub.Handler())
 	// Further HTTP parts (dashboard, metrics) mount their routes on s.mux
 	// here, each in its own block.
+	if cfg.Metrics != nil {
+		s.mux.Handle("GET /metrics", cfg.Metrics(s))
+	}
 	if s.fleet != nil {
 		// The fleet dashboard at /ui/ (sync/hubui); / leads to it.
 		ui, err := hubui.New(hubui.Options{Fleet: s.fleet, Records: s.hub, States: s.store,
@@ -312,7 +347,9 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 		cancel()
 	}
-	if err := s.session.Close(nil); err != nil {
+	offline := uplink.Message{Topic: HubStatusTopic(s.cfg.Root), QoS: 1, Retained: true,
+		Payload: hubStatusJSON(wire.StateOffline, "shutdown", s.cfg.Version)}
+	if err := s.session.Close(&offline); err != nil {
 		s.log.Warn("mqtt close", "err", err)
 	}
 	stopSession()
@@ -347,6 +384,28 @@ func (s *Server) Close() error {
 		}
 	})
 	return s.closeErr
+}
+
+// HubStatus is the hub's own retained status on HubStatusTopic
+// (hub-protocol.md §12).
+type HubStatus struct {
+	State   string    `json:"state"` // wire.StateOnline or wire.StateOffline
+	Time    time.Time `json:"time"`
+	Version string    `json:"version,omitempty"`
+	Reason  string    `json:"reason,omitempty"` // offline: "shutdown" or "will"
+}
+
+// HubStatusTopic is <root>/v1/$hub/status.
+func HubStatusTopic(root string) string {
+	return root + "/" + wire.Version + "/" + hub.HubSegment + "/" + wire.LeafStatus
+}
+
+func hubStatusJSON(state, reason, version string) []byte {
+	b, err := json.Marshal(HubStatus{State: state, Time: time.Now().UTC(), Version: version, Reason: reason})
+	if err != nil {
+		panic(err) // a struct of strings and a time always marshals
+	}
+	return b
 }
 
 // Adapt makes a *uplink.Session a hub.Transport.
