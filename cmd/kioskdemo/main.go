@@ -242,6 +242,7 @@ func run(ctx context.Context, f flags, out io.Writer) (int, error) {
 	}
 	fmt.Fprintf(out, "kioskdemo: broker=%s hub API http://%s/api/agents agents=%d rate=%d/s each for %s (data in %s)\n",
 		brk.Kind(), hubSrv.HTTPAddr(), len(agents), f.rate, f.duration, dir)
+	fmt.Fprintf(out, "kioskdemo: fleet dashboard http://%s/ui/\n", hubSrv.HTTPAddr())
 	if vk != nil {
 		fmt.Fprintf(out, "kiosk: demo kiosk page %s/ (local API %s; hub records, masked: http://%s/api/agents/%s/records)\n",
 			vk.page, vk.api, hubSrv.HTTPAddr(), kioskID)

@@ -1,0 +1,5 @@
+//go:build !race
+
+package hubfleet
+
+const raceEnabled = false

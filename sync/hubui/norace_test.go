@@ -1,0 +1,5 @@
+//go:build !race
+
+package hubui_test
+
+const raceEnabled = false
