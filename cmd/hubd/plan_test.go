@@ -167,7 +167,8 @@ func TestServeCoverage(t *testing.T) {
 	if recs[1][1] != "110101" || recs[1][2] != "东城区" || recs[2][1] != "110105" || recs[2][13] != "0" {
 		t.Fatalf("coverage csv %q", recs)
 	}
-	if code, body := get(hubplan.PathPage + "?level=county"); code != 200 || !strings.Contains(body, "东城区 110101") {
+	if code, body := get(hubplan.PathPage + "?level=county"); code != 200 || !strings.Contains(body, "东城区 110101") ||
+		!strings.Contains(body, `href="/ui/?region=110101"`) {
 		t.Fatalf("page: %d", code)
 	}
 	if code, body := get(hubplan.PathSVG); code != 200 || !strings.HasPrefix(body, "<svg") {

@@ -27,6 +27,10 @@ type HandlerOptions struct {
 	Dir    string // the plan directory (hubd plan import -dir); required
 	Fleet  Fleet  // the hub's agents; required
 	Logger *slog.Logger
+	// AgentsURL and AgentURL, if set, link each row to the dashboard's
+	// agents in that region and each unplanned agent to its page.
+	AgentsURL func(region string) string
+	AgentURL  func(id string) string
 }
 
 // Handler serves the coverage page, CSV export and SVG chart
@@ -192,8 +196,14 @@ type crumb struct{ Label, URL string }
 
 type pageRow struct {
 	Row
-	Label    string
-	DrillURL string // "" for communities
+	Label     string
+	DrillURL  string // "" for communities
+	AgentsURL string // "" without HandlerOptions.AgentsURL
+}
+
+type unplannedRow struct {
+	AgentRegion
+	URL string // "" without HandlerOptions.AgentURL
 }
 
 type pageData struct {
@@ -208,7 +218,7 @@ type pageData struct {
 	CSVURL     string
 	SVGURL     string
 	Plan       *Plan
-	Unplanned  []AgentRegion
+	Unplanned  []unplannedRow
 	UnplannedN int
 }
 
@@ -246,6 +256,9 @@ func (h *Handler) page(w http.ResponseWriter, cv *Coverage, rows []Row, v view) 
 			if nx := r.Level.next(); nx != 0 {
 				pr.DrillURL = viewURL(PathPage, nx, r.Code)
 			}
+			if h.opts.AgentsURL != nil {
+				pr.AgentsURL = h.opts.AgentsURL(r.Code)
+			}
 			d.Rows = append(d.Rows, pr)
 		}
 		total := Sum(rows, "合计 Total")
@@ -263,7 +276,11 @@ func (h *Handler) page(w http.ResponseWriter, cv *Coverage, rows []Row, v view) 
 			}
 			d.UnplannedN++
 			if len(d.Unplanned) < maxUnplanned {
-				d.Unplanned = append(d.Unplanned, a)
+				u := unplannedRow{AgentRegion: a}
+				if h.opts.AgentURL != nil {
+					u.URL = h.opts.AgentURL(a.ID)
+				}
+				d.Unplanned = append(d.Unplanned, u)
 			}
 		}
 	}
@@ -306,11 +323,11 @@ nav a{margin-right:.6em}
 <div class="chart">{{.SVG}}</div>
 {{if .UnplannedN}}<h2>规划外 Unplanned agents ({{.UnplannedN}})</h2>
 <table><thead><tr><th>终端 Agent</th><th>地区代码 Region</th><th>类型 Kind</th><th>状态 Status</th></tr></thead><tbody>
-{{range .Unplanned}}<tr><td>{{.ID}}</td><td>{{if .Region}}{{.Region}}{{else}}—{{end}}</td><td>{{.Kind}}</td><td>{{if .Online}}在线 Online{{else}}离线 Offline{{end}}</td></tr>
+{{range .Unplanned}}<tr><td>{{if .URL}}<a href="{{.URL}}">{{.ID}}</a>{{else}}{{.ID}}{{end}}</td><td>{{if .Region}}{{.Region}}{{else}}—{{end}}</td><td>{{.Kind}}</td><td>{{if .Online}}在线 Online{{else}}离线 Offline{{end}}</td></tr>
 {{end}}</tbody></table>{{end}}
 {{end}}
 </body></html>
-{{define "row"}}<tr><td>{{if .DrillURL}}<a href="{{.DrillURL}}">{{.Label}}</a>{{else}}{{.Label}}{{end}}</td>
+{{define "row"}}<tr><td>{{if .DrillURL}}<a href="{{.DrillURL}}">{{.Label}}</a>{{else}}{{.Label}}{{end}}{{if .AgentsURL}} · <a href="{{.AgentsURL}}">终端 Agents</a>{{end}}</td>
 <td>{{.Communities}}</td>
 <td>{{.UrbanCovered}}/{{.Urban}} ({{pct .UrbanPct}}%)</td>
 <td>{{.RuralCovered}}/{{.Rural}} ({{pct .RuralPct}}%)</td>

@@ -49,7 +49,9 @@ func TestHandler(t *testing.T) {
 	p.Imported = time.Date(2026, 11, 28, 8, 0, 0, 0, time.UTC)
 	empty := t.TempDir()
 	fleet := &fakeFleet{as: testAgents()}
-	h, err := NewHandler(HandlerOptions{Dir: empty, Fleet: fleet})
+	h, err := NewHandler(HandlerOptions{Dir: empty, Fleet: fleet,
+		AgentsURL: func(region string) string { return "/ui/?region=" + region },
+		AgentURL:  func(id string) string { return "/ui/agents/" + id }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,6 +84,7 @@ func TestHandler(t *testing.T) {
 		"<svg", `class="row" data-code="1201"`,
 		"规划外 Unplanned agents (3)", "x1", "110105101299",
 		"✘ 未达标 Not met",
+		`<a href="/ui/?region=1101">终端 Agents</a>`, `<a href="/ui/agents/x1">x1</a>`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("city page lacks %q", want)

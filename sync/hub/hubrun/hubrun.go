@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"sync"
 	"time"
 
@@ -218,8 +219,13 @@ func New(cfg Config) (_ *Server, err error) {
 		s.mux.Handle("GET /{$}", hubui.Redirect())
 	}
 	if cfg.PlanDir != "" {
-		cov, err := hubplan.NewHandler(hubplan.HandlerOptions{Dir: cfg.PlanDir, Fleet: hubplan.FromStore(s.store),
-			Logger: log.With("component", "coverage")})
+		opts := hubplan.HandlerOptions{Dir: cfg.PlanDir, Fleet: hubplan.FromStore(s.store),
+			Logger: log.With("component", "coverage")}
+		if s.fleet != nil { // link rows to the dashboard
+			opts.AgentsURL = func(region string) string { return "/ui/?region=" + url.QueryEscape(region) }
+			opts.AgentURL = func(id string) string { return "/ui/agents/" + url.PathEscape(id) }
+		}
+		cov, err := hubplan.NewHandler(opts)
 		if err != nil {
 			return nil, err
 		}
