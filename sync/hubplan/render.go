@@ -105,7 +105,7 @@ func WriteSVG(w io.Writer, rows []Row, title string) error {
 	for i, r := range rows {
 		y := chartTop + i*chartRowH
 		fmt.Fprintf(&b, `<g class="row" data-code="%s">`+"\n", esc(r.Code))
-		fmt.Fprintf(&b, `<text x="4" y="%d">%s</text>`+"\n", y+chartBarH*2-2, esc(truncate(label(r), 34)))
+		fmt.Fprintf(&b, `<text x="4" y="%d">%s</text>`+"\n", y+chartBarH*2-2, esc(truncate(label(r), 26)))
 		vals := [3]int{r.Planned(), r.Provisioned(), r.Online()}
 		for j, s := range series {
 			by := y + j*chartBarH
