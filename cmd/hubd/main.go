@@ -15,6 +15,7 @@ import (
 
 	"github.com/kioskedge/kioskedge/drivers/credential"
 	"github.com/kioskedge/kioskedge/sync/hub/hubrun"
+	"github.com/kioskedge/kioskedge/sync/hubalert"
 	"github.com/kioskedge/kioskedge/sync/sealed"
 	"github.com/kioskedge/kioskedge/sync/uplink"
 )
@@ -77,6 +78,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		reveal    = fs.Bool("reveal-personal-data", false, "let records API requests with reveal=1 see opened personal data unmasked (needs -seal-key)")
 		alDir     = fs.String("allowlist-dir", "", "serve agents' allowlist requests from this list directory (hubd allowlist push -dir); empty for none")
 		enrolCA   = fs.String("enrol-ca", "", "answer boxes' enrolment requests with this CA directory (hubd ca init); empty for none")
+		alerts    = fs.String("alerts", "", "alert rules file (TOML, firmware-specs/hub-alerts.md); empty for no alerts")
 		cmdKey    = fs.String("cmd-key", "", "the command key (hubd cmd keygen's cmd.key): send agent.rebirth to agents with gaps or stale births; empty only records them")
 		gapAge    = fs.Duration("gap-age", 0, "how long a missing sequence range may stand before it counts as a gap (0: 2m)")
 		rebirthIv = fs.Duration("rebirth-interval", 0, "least time between two agent.rebirth to one agent (0: 10m)")
@@ -111,6 +113,13 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	if err := lifecycleConfig(&cfg, *cmdKey, *gapAge, *rebirthIv, metricsSources{}); err != nil {
 		return err
+	}
+	if *alerts != "" {
+		rules, err := hubalert.LoadRules(*alerts)
+		if err != nil {
+			return fmt.Errorf("-alerts: %w", err)
+		}
+		cfg.Alerts = &rules
 	}
 	if *reveal && *sealKey == "" {
 		return errors.New("-reveal-personal-data needs -seal-key")

@@ -107,6 +107,13 @@ type Options struct {
 	// for it.
 	OnAgentChange func(agentID string)
 
+	// OnCommit, if set, is called by the committer after every successful
+	// store commit with what it applied (batches with duplicates, statuses
+	// with stale ones, health). It runs on the ingest path: it must return
+	// at once (hand off to a bounded queue) and must not modify w, which
+	// it may keep.
+	OnCommit func(w hubstore.Write)
+
 	// CommandKey, when set (hubd -cmd-key), signs the agent.rebirth the
 	// lifecycle detector sends an agent with a gap, a stale status or a
 	// boot without a death (see Lifecycle); nil only records them.
@@ -480,6 +487,9 @@ func (h *Hub) commit(group []item, pending chan<- pendingAck) {
 	close(h.changed)
 	h.changed = make(chan struct{})
 	h.mu.Unlock()
+	if h.opts.OnCommit != nil {
+		h.opts.OnCommit(w)
+	}
 	if res.AckedBefore > 0 {
 		h.log.Info("hub store lacked records an earlier hub acked; marked them acked before", "sequences", res.AckedBefore)
 	}
