@@ -50,7 +50,16 @@ type Options struct {
 	RecentWindow  int
 	// Heartbeat is the interval of SSE keep-alive comments; default 20 s.
 	Heartbeat time.Duration
-	Logger    *slog.Logger // nil discards
+	// Links are further pages shown in every page's header after the
+	// agents table (the coverage and alerts views when hubd serves them).
+	Links  []Link
+	Logger *slog.Logger // nil discards
+}
+
+// Link is a header link to another page of the hub.
+type Link struct {
+	Href  string // a path on the hub, e.g. "/ui/alerts"
+	Label string // e.g. "告警 Alerts"
 }
 
 // UI serves the dashboard. Create it with New and mount Handler under /ui/.
@@ -92,6 +101,7 @@ func New(opts Options) (*UI, error) {
 		"dur":      fmtDuration,
 		"tm":       fmtTime,
 		"statusZh": statusZh,
+		"links":    func() []Link { return opts.Links },
 	}).ParseFS(files, "templates/*.html")
 	if err != nil {
 		return nil, fmt.Errorf("hubui: templates: %w", err)

@@ -356,13 +356,17 @@ func TestAgentPageOpensSealedMasked(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer opener.Close()
-	ui, err := hubui.New(hubui.Options{Fleet: srv.Fleet(), Records: opener, States: srv.Store()})
+	ui, err := hubui.New(hubui.Options{Fleet: srv.Fleet(), Records: opener, States: srv.Store(),
+		Links: []hubui.Link{{Href: "/ui/alerts", Label: "告警 Alerts"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ts := httptest.NewServer(ui.Handler())
 	defer ts.Close()
 	_, body := get(t, ts.URL+"/ui/agents/gate-1")
+	if !strings.Contains(body, `<a href="/ui/alerts">告警 Alerts</a>`) {
+		t.Error("header lacks the alerts link")
+	}
 	if !strings.Contains(body, "number_sealed=MASKED-77") {
 		t.Error("sealed field not shown as the hub masks it")
 	}
