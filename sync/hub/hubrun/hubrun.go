@@ -10,11 +10,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"sync"
 	"time"
 
 	"github.com/kioskedge/kioskedge/sync/hub"
 	"github.com/kioskedge/kioskedge/sync/hubal"
+	"github.com/kioskedge/kioskedge/sync/hubalert"
 	"github.com/kioskedge/kioskedge/sync/hubca"
 	"github.com/kioskedge/kioskedge/sync/hubfleet"
 	"github.com/kioskedge/kioskedge/sync/hubplan"
@@ -71,6 +73,13 @@ type Config struct {
 	// answers boxes' enrolment requests with it (firmware-specs/enrolment.md).
 	EnrolCADir string
 
+	// Alerts, if set, are the alert rules (hubd -alerts FILE,
+	// firmware-specs/hub-alerts.md): the hub evaluates them over what it
+	// commits, delivers to their webhooks and to <root>/v1/$hub/alerts,
+	// and serves /ui/alerts and /api/alerts. An empty StateFile becomes
+	// DBPath + ".alerts.json".
+	Alerts *hubalert.Rules
+
 	// PlanDir, if set, is a roll-out plan directory (hubd plan import):
 	// the hub serves coverage at /ui/coverage, /ui/coverage.csv and
 	// /ui/coverage.svg (firmware-specs/rollout-plan.md §5).
@@ -105,6 +114,8 @@ type Server struct {
 	// mounts on its HTTP listener (the dashboard, metrics): each part adds
 	// its routes in New.
 	mux *http.ServeMux
+	// alerts evaluates and delivers alerts; nil without Config.Alerts.
+	alerts *hubalert.Service
 	// fleet is the dashboard's view of the agents; nil without HTTP.
 	fleet *hubfleet.Fleet
 
@@ -180,6 +191,23 @@ func New(cfg Config) (_ *Server, err error) {
 		}
 		onAgentChange = s.fleet.Update
 	}
+	var onCommit func(hubstore.Write)
+	if cfg.Alerts != nil {
+		rules := *cfg.Alerts
+		if rules.StateFile == "" {
+			rules.StateFile = cfg.DBPath + ".alerts.json"
+		}
+		tr := Adapt(s.session)
+		s.alerts, err = hubalert.New(hubalert.Options{Rules: rules, Root: cfg.Root,
+			Publish: func(topic string, qos byte, retained bool, payload []byte) <-chan error {
+				return tr.PublishAsync(hub.Message{Topic: topic, QoS: qos, Retained: retained, Payload: payload})
+			},
+			Logger: log.With("component", "alerts")})
+		if err != nil {
+			return nil, err
+		}
+		onCommit = s.alerts.Offer
+	}
 	s.hub, err = hub.New(hub.Options{
 		Root:       cfg.Root,
 		Store:      s.store,
@@ -192,6 +220,7 @@ func New(cfg Config) (_ *Server, err error) {
 		Mask:               cfg.Mask,
 		RevealPersonalData: cfg.RevealPersonalData,
 		OnAgentChange:      onAgentChange,
+		OnCommit:           onCommit,
 
 		CommandKey:      cfg.CommandKey,
 		GapAge:          cfg.GapAge,
@@ -213,6 +242,9 @@ func New(cfg Config) (_ *Server, err error) {
 		if cfg.PlanDir != "" {
 			links = append(links, hubui.Link{Href: hubplan.PathPage, Label: "覆盖 Coverage"})
 		}
+		if cfg.Alerts != nil {
+			links = append(links, hubui.Link{Href: "/ui/alerts", Label: "告警 Alerts"})
+		}
 		ui, err := hubui.New(hubui.Options{Fleet: s.fleet, Records: s.hub, States: s.store, Links: links,
 			Logger: log.With("component", "dashboard")})
 		if err != nil {
@@ -221,9 +253,19 @@ func New(cfg Config) (_ *Server, err error) {
 		s.mux.Handle("/ui/", ui.Handler())
 		s.mux.Handle("GET /{$}", hubui.Redirect())
 	}
+	if s.alerts != nil {
+		// Alert history and state (sync/hubalert).
+		s.mux.Handle("GET /ui/alerts", s.alerts.Handler())
+		s.mux.Handle("GET /api/alerts", s.alerts.Handler())
+	}
 	if cfg.PlanDir != "" {
-		cov, err := hubplan.NewHandler(hubplan.HandlerOptions{Dir: cfg.PlanDir, Fleet: hubplan.FromStore(s.store),
-			Logger: log.With("component", "coverage")})
+		opts := hubplan.HandlerOptions{Dir: cfg.PlanDir, Fleet: hubplan.FromStore(s.store),
+			Logger: log.With("component", "coverage")}
+		if s.fleet != nil { // link rows to the dashboard
+			opts.AgentsURL = func(region string) string { return "/ui/?region=" + url.QueryEscape(region) }
+			opts.AgentURL = func(id string) string { return "/ui/agents/" + url.PathEscape(id) }
+		}
+		cov, err := hubplan.NewHandler(opts)
 		if err != nil {
 			return nil, err
 		}
@@ -276,6 +318,9 @@ func (s *Server) HTTPAddr() string {
 	}
 	return s.ln.Addr().String()
 }
+
+// Alerts returns the alert service, nil without Config.Alerts.
+func (s *Server) Alerts() *hubalert.Service { return s.alerts }
 
 // Fleet returns the dashboard's fleet view, nil without Config.HTTPAddr.
 func (s *Server) Fleet() *hubfleet.Fleet { return s.fleet }
@@ -332,6 +377,12 @@ func (s *Server) Run(ctx context.Context) error {
 			}
 		})
 	}
+	if s.alerts != nil {
+		wg.Go(func() {
+			// Run returns nil when hubCtx ends.
+			_ = s.alerts.Run(hubCtx)
+		})
+	}
 	if s.enrol != nil {
 		wg.Go(func() {
 			if err := s.enrol.Run(hubCtx); err != nil {
@@ -382,6 +433,10 @@ func (s *Server) Close() error {
 		if s.ln != nil {
 			// Serve closed it already when Run ran; a second close errors.
 			_ = s.ln.Close()
+		}
+		if s.alerts != nil {
+			// Close only saves the state; failures are counted and logged.
+			_ = s.alerts.Close()
 		}
 		if s.store != nil {
 			s.closeErr = s.store.Close()
