@@ -49,6 +49,15 @@
 // certificate chaining to the box CA, CN = agent) and stores the records
 // through the same dedup as MQTT; hubd must be stopped (the store's lock).
 //
+// Lifecycle and metrics: the hub keeps its own retained status on
+// <root>/v1/$hub/status (online at connect, offline by its Will or at a
+// clean stop; hub-protocol.md §12). It notices gaps (a missing range older
+// than -gap-age), stale statuses and boots without a death
+// (GET /api/lifecycle); with -cmd-key cmd.key it asks such an agent for a
+// rebirth (signed agent.rebirth, at most once per -rebirth-interval);
+// "hubd cmd rebirth -agent A -key cmd.key" asks by hand. GET /metrics on
+// -http serves Prometheus text (metrics.go lists the families).
+//
 // SIGINT or SIGTERM stops it cleanly: what is queued is committed and
 // acked, then it disconnects. The wiring lives in sync/hub/hubrun.
 package main

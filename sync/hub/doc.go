@@ -16,6 +16,16 @@
 // one is stale and ignored) and health snapshots go through the same
 // committer, so they share its commits.
 //
+// A lifecycle detector watches what the committer applies: a missing
+// sequence range standing longer than Options.GapAge, a status with a
+// lower bdseq than the stored one, a birth with a new boot id over a birth
+// (no death between). It counts them (Stats), keeps a row per agent
+// (Lifecycle, GET /api/lifecycle) and, given Options.CommandKey, publishes
+// a signed agent.rebirth on the agent's cmd topic (hub-commands.md §3) at
+// most once per Options.RebirthInterval per agent: the agent republishes
+// its birth and health and resends what is not acked. The hub's own
+// retained status (<root>/v1/$hub/status, hubrun) is skipped by ingest.
+//
 // The hub declares the Transport it needs; cmd/hubd adapts a
 // *uplink.Session to it, tests use an in-memory fake. This package imports
 // no MQTT library.

@@ -21,10 +21,9 @@ const (
 
 // Lifecycle events (LifecycleInfo.LastEvent).
 const (
-	EventGap          = "gap"                // a missing range older than GapAge
-	EventStaleStatus  = "stale_status"       // a status with a lower bdseq than the stored one
-	EventBootNoDeath  = "boot_without_death" // a birth with a new boot id while the last status was a birth
-	EventRebirthAsked = "rebirth_sent"       // a signed agent.rebirth was published
+	EventGap         = "gap"                // a missing range older than GapAge
+	EventStaleStatus = "stale_status"       // a status with a lower bdseq than the stored one
+	EventBootNoDeath = "boot_without_death" // a birth with a new boot id while the last status was a birth
 )
 
 // LifecycleInfo is one agent's row of GET /api/lifecycle: what the
@@ -141,9 +140,16 @@ func (h *Hub) lifecycleGaps(agents []string) {
 		if due {
 			s.reported = true
 		}
+		// A gap still standing a RebirthInterval after the last rebirth
+		// asks again; it is the same gap, not counted again.
+		again := !due && s.reported && h.rebirthDue(s, now)
 		h.lc.mu.Unlock()
-		if due {
+		switch {
+		case due:
 			h.lifecycleEvent(id, EventGap)
+		case again:
+			h.log.Warn("hub gap still standing; asking for a rebirth again", "agent", id)
+			h.sendRebirth(id, now)
 		}
 	}
 }
@@ -164,11 +170,7 @@ func (h *Hub) lifecycleEvent(agent, event string) {
 		s.info.BootNoDeath++
 	}
 	s.info.LastEvent, s.info.LastEventAt = event, now
-	ask := h.opts.CommandKey != nil && (s.info.LastRebirth.IsZero() || now.Sub(s.info.LastRebirth) >= h.opts.RebirthInterval)
-	if ask {
-		s.info.Rebirths++
-		s.info.LastRebirth = now
-	}
+	ask := h.rebirthDue(s, now)
 	h.lc.mu.Unlock()
 	h.mu.Lock()
 	switch event {
@@ -179,14 +181,23 @@ func (h *Hub) lifecycleEvent(agent, event string) {
 	case EventBootNoDeath:
 		h.stats.BootsWithoutDeath++
 	}
-	if ask {
-		h.stats.RebirthsSent++
-	}
 	h.mu.Unlock()
 	h.log.Warn("hub lifecycle event", "agent", agent, "event", event, "rebirth_sent", ask)
 	if ask {
 		h.sendRebirth(agent, now)
 	}
+}
+
+// rebirthDue reports whether s may be sent a rebirth now (a command key,
+// none within RebirthInterval) and, if so, records it as sent. Call it
+// with h.lc.mu held, then sendRebirth.
+func (h *Hub) rebirthDue(s *lifeState, now time.Time) bool {
+	if h.opts.CommandKey == nil || !s.info.LastRebirth.IsZero() && now.Sub(s.info.LastRebirth) < h.opts.RebirthInterval {
+		return false
+	}
+	s.info.Rebirths++
+	s.info.LastRebirth = now
+	return true
 }
 
 // sendRebirth publishes a signed agent.rebirth on the agent's cmd topic
@@ -196,6 +207,9 @@ func (h *Hub) sendRebirth(agent string, now time.Time) {
 	c := wire.Command{ID: "hub-rebirth-" + randHex(6), Agent: agent, Name: wire.CmdRebirth,
 		Issued: now, Expires: now.Add(rebirthExpiry), Nonce: randHex(16)}
 	wire.SignCommand(h.opts.CommandKey, &c)
+	h.mu.Lock()
+	h.stats.RebirthsSent++
+	h.mu.Unlock()
 	b, err := json.Marshal(c)
 	if err != nil {
 		panic(err) // a Command always marshals

@@ -112,9 +112,16 @@ func TestGapTriggersRebirth(t *testing.T) {
 			send(18, 20)
 			clk.Advance(2 * time.Minute)
 			send(21, 21)
-			// Still the first gap's range standing: reported already.
-			if s := f.hub.Stats(); s.Gaps != 1 {
-				t.Fatalf("gaps %d, want 1 (same standing gap)", s.Gaps)
+			if s := f.hub.Stats(); s.Gaps != 1 || s.RebirthsSent != want {
+				t.Fatalf("same standing gap: %+v", s)
+			}
+			// Still standing a RebirthInterval after the rebirth: asked
+			// again, not counted again.
+			clk.Advance(10 * time.Minute)
+			send(22, 22)
+			send(23, 23)
+			if s := f.hub.Stats(); s.Gaps != 1 || s.RebirthsSent != 2*want || uint64(len(f.tr.rebirths(t, pub))) != 2*want {
+				t.Fatalf("standing gap after RebirthInterval: %+v", s)
 			}
 			// Fill every hole: the gap clears.
 			send(4, 5)
@@ -125,12 +132,12 @@ func TestGapTriggersRebirth(t *testing.T) {
 			}
 			// A new gap after RebirthInterval sends again (with a key).
 			clk.Advance(10 * time.Minute)
-			send(22, 24)
+			send(24, 24)
 			send(26, 30)
 			clk.Advance(2 * time.Minute)
 			send(31, 31)
 			s = f.hub.Stats()
-			if s.Gaps != 2 || s.RebirthsSent != 2*want || uint64(len(f.tr.rebirths(t, pub))) != 2*want {
+			if s.Gaps != 2 || s.RebirthsSent != 3*want || uint64(len(f.tr.rebirths(t, pub))) != 3*want {
 				t.Fatalf("second gap: %+v", s)
 			}
 		})
