@@ -18,8 +18,9 @@ const RegionDigits = 4
 
 // metricsSources are what /metrics reads besides the hub.
 type metricsSources struct {
-	// AlertsFiring, when set, returns the number of firing alerts per rule
-	// (the alert engine fills it); nil writes the family without samples.
+	// AlertsFiring, when set, returns the number of firing alerts per rule;
+	// nil counts the hub's own alert service (hubd -alerts) by rule, and
+	// without one writes the family without samples.
 	AlertsFiring func() map[string]int
 }
 
@@ -80,8 +81,18 @@ func writeMetrics(buf *bytes.Buffer, s *hubrun.Server, src metricsSources) {
 		w.Sample(float64(online[r]), promtext.L("region", r)...)
 	}
 	w.Family("kioskedge_hub_alerts_firing", promtext.Gauge, "Alerts firing, by rule.")
-	if src.AlertsFiring != nil {
-		firing := src.AlertsFiring()
+	alertsFiring := src.AlertsFiring
+	if alertsFiring == nil && s.Alerts() != nil {
+		alertsFiring = func() map[string]int {
+			m := map[string]int{}
+			for _, a := range s.Alerts().Firing() {
+				m[a.Rule]++
+			}
+			return m
+		}
+	}
+	if alertsFiring != nil {
+		firing := alertsFiring()
 		for _, rule := range slices.Sorted(maps.Keys(firing)) {
 			w.Sample(float64(firing[rule]), promtext.L("rule", rule)...)
 		}
