@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/kioskedge/kioskedge/sync/hub"
@@ -67,6 +68,9 @@ type UI struct {
 	opts Options
 	log  *slog.Logger
 	tpl  *template.Template
+
+	done     chan struct{} // closed by Shutdown
+	shutOnce sync.Once
 }
 
 //go:embed assets templates
@@ -94,7 +98,7 @@ func New(opts Options) (*UI, error) {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	u := &UI{opts: opts, log: log}
+	u := &UI{opts: opts, log: log, done: make(chan struct{})}
 	tpl, err := template.New("").Funcs(template.FuncMap{
 		"ago":      u.ago,
 		"since":    u.since,
@@ -124,6 +128,11 @@ func (u *UI) Handler() http.Handler {
 	mux.Handle("GET /ui/assets/", http.StripPrefix("/ui/assets/", http.FileServerFS(assets)))
 	return mux
 }
+
+// Shutdown ends every event stream and makes new ones end at once, so an
+// http.Server's Shutdown need not wait for open dashboards (register it
+// with RegisterOnShutdown). Pages are still served. It is idempotent.
+func (u *UI) Shutdown() { u.shutOnce.Do(func() { close(u.done) }) }
 
 // Redirect sends / to /ui/, for mounting at "GET /{$}".
 func Redirect() http.Handler { return http.RedirectHandler("/ui/", http.StatusFound) }
@@ -307,6 +316,8 @@ func (u *UI) serveEvents(w http.ResponseWriter, r *http.Request) {
 	for {
 		select {
 		case <-r.Context().Done():
+			return
+		case <-u.done:
 			return
 		case <-beat.C:
 			if _, err := io.WriteString(w, ": beat\n\n"); err != nil {

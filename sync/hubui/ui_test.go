@@ -385,6 +385,7 @@ func (nopTransport) PublishAsync(hub.Message) <-chan error {
 // sse is an open event stream.
 type sse struct {
 	events chan [2]string // name, data
+	ended  chan struct{}  // closed when the server ends the stream
 }
 
 func openSSE(t *testing.T, url string) *sse {
@@ -401,9 +402,9 @@ func openSSE(t *testing.T, url string) *sse {
 	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
 		t.Fatalf("content type %q", ct)
 	}
-	s := &sse{events: make(chan [2]string, 64)}
+	s := &sse{events: make(chan [2]string, 64), ended: make(chan struct{})}
 	opened := make(chan struct{})
-	done := make(chan struct{})
+	done := s.ended
 	go func() {
 		defer close(done)
 		sc := bufio.NewScanner(resp.Body)
@@ -479,5 +480,19 @@ func TestLiveUpdates(t *testing.T) {
 	case e := <-table.events:
 		t.Fatalf("unexpected event %v", e)
 	default:
+	}
+}
+
+// TestStopEndsStreams: stopping the hub ends open event streams, so hubd
+// does not wait for open dashboards to shut down.
+func TestStopEndsStreams(t *testing.T) {
+	t.Parallel()
+	f := start(t)
+	s := openSSE(t, f.base+"/ui/events")
+	f.hub.Stop()
+	select {
+	case <-s.ended:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the event stream outlived the hub")
 	}
 }

@@ -118,6 +118,7 @@ type Server struct {
 	alerts *hubalert.Service
 	// fleet is the dashboard's view of the agents; nil without HTTP.
 	fleet *hubfleet.Fleet
+	ui    *hubui.UI // the dashboard; nil without HTTP
 
 	closeOnce sync.Once
 	closeErr  error
@@ -251,6 +252,7 @@ func New(cfg Config) (_ *Server, err error) {
 			return nil, err
 		}
 		s.mux.Handle("/ui/", ui.Handler())
+		s.ui = ui
 		s.mux.Handle("GET /{$}", hubui.Redirect())
 	}
 	if s.alerts != nil {
@@ -360,6 +362,11 @@ func (s *Server) Run(ctx context.Context) error {
 			Handler:           s.mux,
 			ReadHeaderTimeout: 10 * time.Second,
 			ErrorLog:          slog.NewLogLogger(s.log.With("component", "http").Handler(), slog.LevelWarn),
+		}
+		if s.ui != nil {
+			// Open dashboards' event streams would hold Shutdown for its
+			// whole timeout.
+			srv.RegisterOnShutdown(s.ui.Shutdown)
 		}
 		wg.Go(func() {
 			if err := srv.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
