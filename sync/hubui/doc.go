@@ -16,7 +16,13 @@
 //	                         templates as the pages
 //	GET /ui/assets/…         the CSS and JavaScript
 //
-// Labels are Chinese and English ("在线 Online").
+// Labels are Chinese and English ("在线 Online"). The clock offset column
+// stays blank: no status or health message carries one yet.
+//
+// Live rows are patched in place: a row that no longer matches the page's
+// filters (an agent that went offline on an "online" page) stays until the
+// page is reloaded. Pages are sent with a Content-Security-Policy of
+// 'self' only.
 //
 // Personal data. Records are read through the hub's records view
 // (hub.Hub.Records), never revealed: sealed fields are shown as the hub
