@@ -175,11 +175,13 @@ backoff_min = "100ms"
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := hubrun.New(hubrun.Config{
+	cfg := hubrun.Config{
 		Broker: b.URL(), AllowPlaintext: true, ClientID: "hubd-alert-e2e", Root: alertRoot,
 		DBPath: filepath.Join(dir, "hub.db"), HTTPAddr: "127.0.0.1:0", Alerts: &rules,
 		Backoff: uplink.Backoff{Min: 50 * time.Millisecond, Max: 500 * time.Millisecond, StableAfter: time.Second},
-	})
+	}
+	alertMetrics(&cfg)
+	srv, err := hubrun.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -246,6 +248,9 @@ backoff_min = "100ms"
 		t.Fatalf("alert %+v", fired)
 	}
 
+	if m := get(t, "http://"+srv.HTTPAddr()+"/metrics"); !strings.Contains(m, `kioskedge_hub_alerts_firing{rule="offline"} 1`) {
+		t.Fatalf("/metrics does not show the offline alert firing:\n%s", m)
+	}
 	if vanish {
 		proxy.SetBlackHole(false)
 	}
@@ -261,25 +266,28 @@ backoff_min = "100ms"
 	}
 
 	// The history shows both transitions.
-	resp, err := http.Get("http://" + srv.HTTPAddr() + "/api/alerts")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
 	var page hubalert.Page
-	if err := json.NewDecoder(resp.Body).Decode(&page); err != nil {
+	if err := json.Unmarshal([]byte(get(t, "http://"+srv.HTTPAddr()+"/api/alerts")), &page); err != nil {
 		t.Fatal(err)
 	}
 	if len(page.History) < 2 || page.History[0].State != hubalert.StateResolved || len(page.Firing) != 0 {
 		t.Fatalf("/api/alerts %+v", page)
 	}
-	html, err := http.Get("http://" + srv.HTTPAddr() + "/ui/alerts")
+	if body := get(t, "http://"+srv.HTTPAddr()+"/ui/alerts"); !strings.Contains(body, "历史 History") || !strings.Contains(body, alertAgent) {
+		t.Fatalf("/ui/alerts: %s", body)
+	}
+}
+
+func get(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer html.Body.Close()
-	body, _ := io.ReadAll(html.Body)
-	if !strings.Contains(string(body), "历史 History") || !strings.Contains(string(body), alertAgent) {
-		t.Fatalf("/ui/alerts: %s", body)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d %v", url, resp.StatusCode, err)
 	}
+	return string(body)
 }

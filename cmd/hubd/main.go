@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -120,6 +121,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 			return fmt.Errorf("-alerts: %w", err)
 		}
 		cfg.Alerts = &rules
+		alertMetrics(&cfg) // after lifecycleConfig set the plain /metrics
 	}
 	if *reveal && *sealKey == "" {
 		return errors.New("-reveal-personal-data needs -seal-key")
@@ -153,6 +155,16 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	log.Info("hubd stopped")
 	return nil
+}
+
+// alertMetrics makes /metrics report alerts firing by rule when cfg has
+// alert rules; the alert service exists once hubrun.New calls Metrics.
+func alertMetrics(cfg *hubrun.Config) {
+	if cfg.Alerts != nil {
+		cfg.Metrics = func(s *hubrun.Server) http.Handler {
+			return metricsHandler(s, metricsSources{AlertsFiring: s.Alerts().FiringByRule})
+		}
+	}
 }
 
 // maskPersonal masks an opened sealed field for the records API: names

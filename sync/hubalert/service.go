@@ -344,6 +344,23 @@ func (s *Service) Firing() []Alert {
 	return s.eng.Firing()
 }
 
+// FiringByRule returns how many alerts fire now for each enabled rule
+// (0 for a rule with none), for the hub's Prometheus metrics.
+func (s *Service) FiringByRule() map[string]int {
+	out := map[string]int{}
+	for _, n := range ruleNames {
+		if s.opts.Rules.rule(n).Enabled {
+			out[n] = 0
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, a := range s.eng.Firing() {
+		out[a.Rule]++
+	}
+	return out
+}
+
 // History returns up to limit transitions, newest first (limit ≤ 0: all).
 func (s *Service) History(limit int) []Alert {
 	s.mu.Lock()

@@ -124,6 +124,9 @@ func TestServiceDeliversPublishesAndRemembers(t *testing.T) {
 	if err != nil || a.Rule != RuleOffline || a.Agent != "a1" || a.State != StateFiring || a.Labels.Region != "460105" {
 		t.Fatalf("webhook body %+v (%v)", a, err)
 	}
+	if f := s.FiringByRule(); f[RuleOffline] != 1 || f[RuleFire] != 0 || len(f) != len(ruleNames) {
+		t.Fatalf("firing by rule %v", f)
+	}
 	transitions, firing := Topics(testRoot)
 	if transitions != "kioskedge/alerts/v1/$hub/alerts" {
 		t.Fatalf("topic %s", transitions)
