@@ -60,3 +60,10 @@ func (c *fakeClock) Advance(d time.Duration) {
 	}
 	c.waiters = kept
 }
+
+// pending returns how many waits have not fired.
+func (c *fakeClock) pending() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.waiters)
+}

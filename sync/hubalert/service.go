@@ -82,6 +82,9 @@ type Service struct {
 
 	dropped atomic.Uint64
 	running atomic.Bool
+	// summaryLost is set when the retained summary was not acknowledged
+	// (the session was down at start, say); the next tick publishes it again.
+	summaryLost atomic.Bool
 
 	mu      sync.Mutex // guards everything below
 	eng     *Engine
@@ -180,6 +183,9 @@ func (s *Service) Run(ctx context.Context) error {
 			out := s.eng.Tick(s.opts.Now())
 			s.mu.Unlock()
 			s.emit(out)
+			if len(out) == 0 && s.summaryLost.Swap(false) {
+				s.publishFiring()
+			}
 			if now := s.opts.Now(); now.Sub(lastSave) >= saveEvery || len(out) > 0 {
 				s.save()
 				lastSave = now
@@ -311,6 +317,9 @@ func (s *Service) publishLoop(ctx context.Context) {
 			case err = <-done:
 			case <-ctx.Done():
 				return
+			}
+			if err != nil && m.retained {
+				s.summaryLost.Store(true)
 			}
 			s.mu.Lock()
 			if err != nil {

@@ -184,12 +184,12 @@ func TestServiceTicksFireDelayedOffline(t *testing.T) {
 	s.Offer(statusWrite(death("a1", 1)))
 	waitFor(t, "the death evaluated", func() bool { return s.Stats().Commits == 1 })
 	for range 59 {
-		clk.Advance(time.Second)
+		tickAfter(t, clk, time.Second)
 	}
 	if st := s.Stats(); st.Fired != 0 {
 		t.Fatalf("fired before a minute: %+v", st)
 	}
-	clk.Advance(time.Second)
+	tickAfter(t, clk, time.Second)
 	waitFor(t, "the offline alert", func() bool { return s.Stats().Fired == 1 })
 }
 
@@ -296,4 +296,43 @@ func TestBlockedWebhookNeverBlocksIngest(t *testing.T) {
 		t.Fatalf("webhook stats %+v: want it stuck on its first request with its queue overflowing", ws)
 	}
 	t.Logf("hub committed %d batches; webhook stuck, %d transitions queued, %d dropped", batches, ws.Queued, ws.Dropped)
+}
+
+// The retained summary published at start while the session is down is
+// published again at the next tick.
+func TestServiceRepublishesALostSummary(t *testing.T) {
+	clk := newFakeClock(time.Now())
+	var pub published
+	var mu sync.Mutex
+	fails := 1
+	publish := func(topic string, qos byte, retained bool, payload []byte) <-chan error {
+		mu.Lock()
+		defer mu.Unlock()
+		if fails > 0 {
+			fails--
+			ch := make(chan error, 1)
+			ch <- io.ErrClosedPipe
+			return ch
+		}
+		return pub.publish(topic, qos, retained, payload)
+	}
+	s, err := New(Options{Rules: DefaultRules(), Root: testRoot, Publish: publish, Now: clk.Now, After: clk.After})
+	if err != nil {
+		t.Fatal(err)
+	}
+	started(t, s)
+	waitFor(t, "the failed summary counted", func() bool { return s.Stats().MQTTError == 1 })
+	_, firing := Topics(testRoot)
+	tickAfter(t, clk, time.Second)
+	waitFor(t, "the summary published again", func() bool { return len(pub.on(firing)) == 1 })
+	if got := string(pub.on(firing)[0]); !strings.Contains(got, `"count":0`) || !strings.Contains(got, `"alerts":[]`) {
+		t.Fatalf("summary %s", got)
+	}
+}
+
+// tickAfter advances clk by d once the service waits for its next tick.
+func tickAfter(t *testing.T, clk *fakeClock, d time.Duration) {
+	t.Helper()
+	waitFor(t, "the service waiting for its tick", func() bool { return clk.pending() > 0 })
+	clk.Advance(d)
 }
