@@ -184,14 +184,16 @@ func (e *Engine) set(out []Alert, rule, agent, subject string, active bool, t ti
 }
 
 // Status applies a birth or death. A status with a lower BdSeq than the
-// last one applied for the agent is stale and ignored (as the store does).
+// last one applied for the agent is stale and ignored (as the store does),
+// and so is a birth with the BdSeq of a death already applied (a
+// session's birth comes before its death, so it is an old one).
 // A death starts the offline condition: it fires at once when
 // offline.after is 0, else from Tick once it has lasted that long. A
 // birth resolves it.
 func (e *Engine) Status(st wire.Status, now time.Time) []Alert {
 	a := e.agent(st.Agent)
-	if a.HasStatus && st.BdSeq < a.BdSeq {
-		return nil
+	if a.HasStatus && (st.BdSeq < a.BdSeq || (st.BdSeq == a.BdSeq && !a.Online && st.State == wire.StateOnline)) {
+		return nil // stale; a session's birth never follows its own death
 	}
 	a.HasStatus, a.BdSeq = true, st.BdSeq
 	var out []Alert

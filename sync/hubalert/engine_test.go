@@ -98,6 +98,11 @@ func TestEngineRules(t *testing.T) {
 			{21 * sec, birth("a1", 4), nil},
 			{22 * sec, death("a1", 3), nil}, // a late Will of the older session: stale
 		}},
+		{"a session's birth after its own death is old", immediate, []step{
+			{0, death("a1", 5), []string{"firing offline/a1/"}},
+			{sec, birth("a1", 5), nil},
+			{2 * sec, birth("a1", 6), []string{"resolved offline/a1/"}},
+		}},
 		{"offline after a delay", delayed, []step{
 			{0, death("a1", 1), nil},
 			{time.Minute, tick{}, nil},

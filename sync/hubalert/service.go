@@ -51,6 +51,12 @@ type Options struct {
 	// full queue drops the commit (counted in Stats.Dropped): ingest
 	// never waits for alerts.
 	Queue int
+	// States, if set, returns every agent's stored state (the hub passes
+	// its store's Agents); every Reconcile the service applies each
+	// agent's latest stored status, so a death in a commit dropped on a
+	// full queue still raises the offline alert. Default Reconcile 30 s.
+	States    func() []hubstore.AgentState
+	Reconcile time.Duration
 	// HTTPClient sends webhooks; nil uses a plain client (each attempt is
 	// bounded by the webhook's timeout).
 	HTTPClient *http.Client
@@ -118,6 +124,9 @@ func New(opts Options) (*Service, error) {
 	if opts.Queue <= 0 {
 		opts.Queue = 1024
 	}
+	if opts.Reconcile <= 0 {
+		opts.Reconcile = 30 * time.Second
+	}
 	if opts.HTTPClient == nil {
 		opts.HTTPClient = &http.Client{}
 	}
@@ -170,7 +179,7 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	defer wg.Wait()
 	tick := s.opts.After(s.opts.Tick)
-	lastSave := s.opts.Now()
+	lastSave, lastReconcile := s.opts.Now(), s.opts.Now()
 	for {
 		select {
 		case <-ctx.Done():
@@ -179,8 +188,13 @@ func (s *Service) Run(ctx context.Context) error {
 		case w := <-s.in:
 			s.evaluate(w)
 		case <-tick:
+			now := s.opts.Now()
+			if s.opts.States != nil && now.Sub(lastReconcile) >= s.opts.Reconcile {
+				s.reconcile(now)
+				lastReconcile = now
+			}
 			s.mu.Lock()
-			out := s.eng.Tick(s.opts.Now())
+			out := s.eng.Tick(now)
 			s.mu.Unlock()
 			s.emit(out)
 			if len(out) == 0 && s.summaryLost.Swap(false) {
@@ -222,6 +236,25 @@ func (s *Service) evaluate(w hubstore.Write) {
 	}
 	s.dirty = true
 	s.mu.Unlock()
+	s.emit(out)
+}
+
+// reconcile applies every agent's latest stored status; statuses the
+// engine already applied change nothing.
+func (s *Service) reconcile(now time.Time) {
+	var out []Alert
+	for _, a := range s.opts.States() {
+		if !a.HasStatus || len(a.Status) == 0 {
+			continue
+		}
+		st, err := wire.DecodeStatus(a.Status)
+		if err != nil || st.Agent != a.ID {
+			continue // the hub stored it decoded; nothing to learn here
+		}
+		s.mu.Lock()
+		out = append(out, s.eng.Status(st, now)...)
+		s.mu.Unlock()
+	}
 	s.emit(out)
 }
 

@@ -336,3 +336,37 @@ func tickAfter(t *testing.T, clk *fakeClock, d time.Duration) {
 	waitFor(t, "the service waiting for its tick", func() bool { return clk.pending() > 0 })
 	clk.Advance(d)
 }
+
+// A death whose commit was dropped (full queue) is found in the store's
+// state at the next reconciliation.
+func TestServiceReconcilesDroppedDeath(t *testing.T) {
+	clk := newFakeClock(time.Now())
+	rules := DefaultRules()
+	rules.Offline.After = 0
+	raw, err := json.Marshal(death("a1", 4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	states := func() []hubstore.AgentState {
+		return []hubstore.AgentState{{ID: "a1", HasStatus: true, BdSeq: 4, Status: raw}, {ID: "a2"}}
+	}
+	s, err := New(Options{Rules: rules, Now: clk.Now, After: clk.After, States: states, Reconcile: 3 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	started(t, s)
+	tickAfter(t, clk, time.Second)
+	tickAfter(t, clk, time.Second)
+	if st := s.Stats(); st.Fired != 0 {
+		t.Fatalf("reconciled too early: %+v", st)
+	}
+	tickAfter(t, clk, time.Second)
+	waitFor(t, "the offline alert from the store", func() bool { return s.Stats().Fired == 1 })
+	for range 3 {
+		tickAfter(t, clk, time.Second)
+	}
+	tickAfter(t, clk, time.Second) // the second reconciliation changes nothing
+	if st := s.Stats(); st.Fired != 1 || st.Firing != 1 {
+		t.Fatalf("after a second reconciliation: %+v", st)
+	}
+}

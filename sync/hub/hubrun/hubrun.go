@@ -203,7 +203,7 @@ func New(cfg Config) (_ *Server, err error) {
 			Publish: func(topic string, qos byte, retained bool, payload []byte) <-chan error {
 				return tr.PublishAsync(hub.Message{Topic: topic, QoS: qos, Retained: retained, Payload: payload})
 			},
-			Logger: log.With("component", "alerts")})
+			States: s.store.Agents, Logger: log.With("component", "alerts")})
 		if err != nil {
 			return nil, err
 		}
