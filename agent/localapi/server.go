@@ -79,6 +79,7 @@ type Server struct {
 	mux    *http.ServeMux
 	routes []string // "METHOD /path", for the OpenAPI test
 	idem   *idemCache
+	idMACs sync.Pool // of hash.Hash: HMAC-SHA256 under IDSecret, for transactionID
 	events *Broadcaster
 	log    *slog.Logger
 
@@ -291,6 +292,9 @@ func (s *Server) logged(h http.Handler) http.Handler {
 		start := s.o.Now()
 		sw := &statusWriter{ResponseWriter: w}
 		h.ServeHTTP(sw, r)
+		if !s.log.Enabled(r.Context(), slog.LevelDebug) {
+			return // skip building the record's attributes
+		}
 		s.log.Debug("request", "method", r.Method, "path", r.URL.Path, "status", sw.status,
 			"ms", s.o.Now().Sub(start).Milliseconds())
 	})

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"net/http"
 	"strings"
@@ -129,7 +130,26 @@ func (t *TransactionRequest) validate() (start, end time.Time, err error) {
 // decodeBody reads at most MaxBody bytes of JSON into v. It returns a
 // *http.MaxBytesError for an oversized body and a *badRequest otherwise.
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
-	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.o.MaxBody))
+	body := http.MaxBytesReader(w, r.Body, s.o.MaxBody)
+	if n := r.ContentLength; n >= 0 && n <= s.o.MaxBody {
+		// One allocation of the announced size (plus one byte, so the
+		// read that sees EOF needs no growth).
+		b := make([]byte, 0, n+1)
+		for {
+			m, err := body.Read(b[len(b):cap(b)])
+			b = b[:len(b)+m]
+			if err == io.EOF {
+				return b, nil
+			}
+			if err != nil {
+				return nil, err
+			}
+			if len(b) == cap(b) {
+				b = append(b, 0)[:len(b)] // grow; net/http enforces the length anyway
+			}
+		}
+	}
+	b, err := io.ReadAll(body)
 	if err != nil {
 		return nil, err
 	}
@@ -177,10 +197,19 @@ func (s *Server) transactionID(key string) string {
 		_, _ = rand.Read(b) // crypto/rand.Read never fails (Go ≥ 1.24 panics instead)
 		return "tx-" + hex.EncodeToString(b)
 	}
-	m := hmac.New(sha256.New, s.o.IDSecret)
+	m, _ := s.idMACs.Get().(hash.Hash)
+	if m == nil {
+		m = hmac.New(sha256.New, s.o.IDSecret)
+	}
+	m.Reset()
 	m.Write([]byte("kioskedge localapi idempotency-key\x00"))
 	m.Write([]byte(key))
-	return "tx-" + hex.EncodeToString(m.Sum(nil)[:16])
+	var sum [sha256.Size]byte
+	var id [3 + 32]byte
+	copy(id[:], "tx-")
+	hex.Encode(id[3:], m.Sum(sum[:0])[:16])
+	s.idMACs.Put(m)
+	return string(id[:])
 }
 
 func (s *Server) postTransaction(w http.ResponseWriter, r *http.Request) {
@@ -243,8 +272,12 @@ func mustJSON(v any) []byte {
 // response status and body.
 func (s *Server) storeTransaction(r *http.Request, raw []byte, key string) (int, []byte) {
 	var req TransactionRequest
-	if err := decodeStrict(raw, &req); err != nil {
-		return http.StatusBadRequest, mustJSON(errorBody("invalid", err.Error()))
+	if !decodeTransactionFast(raw, &req) {
+		slow := new(TransactionRequest) // a separate variable keeps req off the heap
+		if err := decodeStrict(raw, slow); err != nil {
+			return http.StatusBadRequest, mustJSON(errorBody("invalid", err.Error()))
+		}
+		req = *slow
 	}
 	start, end, err := req.validate()
 	if err != nil {
@@ -266,9 +299,11 @@ func (s *Server) storeTransaction(r *http.Request, raw []byte, key string) (int,
 		cb.Sealed = sealed
 		tb.Credential = cb
 	}
-	body, err := json.Marshal(tb)
-	if err != nil {
-		return http.StatusBadRequest, mustJSON(errorBody("invalid", "details: not valid JSON"))
+	body, ok := appendTransactionBody(make([]byte, 0, recordBodySize(&tb)), &tb)
+	if !ok {
+		if body, err = json.Marshal(tb); err != nil {
+			return http.StatusBadRequest, mustJSON(errorBody("invalid", "details: not valid JSON"))
+		}
 	}
 	if len(body) > wire.MaxBodyLen {
 		return http.StatusRequestEntityTooLarge, mustJSON(errorBody("too_large", fmt.Sprintf("the record would be larger than %d bytes", wire.MaxBodyLen)))
@@ -277,6 +312,9 @@ func (s *Server) storeTransaction(r *http.Request, raw []byte, key string) (int,
 	if err != nil {
 		s.log.Error("transaction not stored", "err", err)
 		return http.StatusServiceUnavailable, mustJSON(errorBody("outbox_unavailable", "the transaction could not be stored; retry"))
+	}
+	if plainOut(tb.ID) { // always: "tx-" and hex
+		return http.StatusCreated, appendTransactionResponse(make([]byte, 0, 64), seq, tb.ID)
 	}
 	return http.StatusCreated, mustJSON(TransactionResponse{Seq: seq, ID: tb.ID})
 }

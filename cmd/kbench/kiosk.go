@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -45,9 +46,11 @@ func kioskSizesFor(cfg Config) kioskSizes {
 // kioskSuite measures the kiosk's local API (issue 5 part 5, "kiosk"):
 //
 //   - kiosk/transactions: 201s per second from POST /v1/transactions over
-//     real HTTP on loopback, 32 keep-alive clients, each body carrying a
-//     credential (so the keyed hash runs) and a unique Idempotency-Key,
-//     the server backed by a real sync/outbox with default options;
+//     real HTTP on loopback (the agent's net/http server), 32 keep-alive
+//     clients in the same process (a minimal HTTP/1.1 client, like wrk's:
+//     both share the machine's cores), each body carrying a credential (so
+//     the keyed hash runs) and a unique Idempotency-Key, the server backed
+//     by a real sync/outbox with default options;
 //     baseline the same server and clients with an Outbox doing one bbolt
 //     Update (one commit) per Append, measured in two halves before and
 //     after.
@@ -77,7 +80,7 @@ func kioskRows(ctx context.Context, cfg Config, sz kioskSizes) ([]Row, error) {
 	base := combine(baseA, baseB)
 
 	const s = "kiosk"
-	perRequest := "same API, one bbolt Update per request"
+	perRequest := "same API and clients, one bbolt Update per request"
 	return []Row{
 		newRow(s, "transactions", ob.rate, "tx/s", base.rate, perRequest),
 		newRow(s, "latency_p50_ms", ms(ob.p50), "ms", ms(base.p50), perRequest),
@@ -146,10 +149,10 @@ func (b *boltOutbox) Append(ctx context.Context, r wire.Record) (uint64, error) 
 
 func (b *boltOutbox) Close() error { return b.db.Close() }
 
-// kioskBody returns a realistic POST /v1/transactions body: an ID-card
-// credential (hashed by the server) and a few details.
-func kioskBody(i int) []byte {
-	return fmt.Appendf(nil, `{"type":"social-security.certificate","service_code":"SS-CERT-07","outcome":"completed",`+
+// appendKioskBody appends a realistic POST /v1/transactions body: an
+// ID-card credential (hashed by the server) and a few details.
+func appendKioskBody(dst []byte, i int) []byte {
+	return fmt.Appendf(dst, `{"type":"social-security.certificate","service_code":"SS-CERT-07","outcome":"completed",`+
 		`"started_at":"2026-05-01T09:30:00.123+08:00","ended_at":"2026-05-01T09:31:12.456+08:00",`+
 		`"credential":{"kind":"idcard","number":"46010519%010d"},`+
 		`"details":{"window":"kiosk-3","pages":2,"language":"zh-CN","receipt":true,"queue_ticket":"A%04d"}}`,
@@ -222,34 +225,17 @@ func measureKiosk(ctx context.Context, cfg Config, open func(dir string) (kioskO
 	}
 	defer stop() //nolint:errcheck // the explicit call below reports its error
 
-	tr := &http.Transport{MaxIdleConns: kioskClients, MaxIdleConnsPerHost: kioskClients, IdleConnTimeout: time.Minute}
-	defer tr.CloseIdleConnections()
-	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
-	url := "http://" + srv.Addr().String() + "/v1/transactions"
-	auth := "Bearer " + token
+	addr := srv.Addr().String()
+	pool, err := dialKioskConns(ctx, addr, token, kioskClients)
+	if err != nil {
+		return result{}, err
+	}
+	defer pool.close()
 	var next atomic.Int64
 	post := func(ctx context.Context) error {
-		i := int(next.Add(1))
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(kioskBody(i)))
-		if err != nil {
-			return err
-		}
-		req.Header.Set("Authorization", auth)
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Idempotency-Key", "kbench-"+strconv.Itoa(i))
-		resp, err := client.Do(req)
-		if err != nil {
-			return err
-		}
-		body, err := io.ReadAll(resp.Body)
-		_ = resp.Body.Close() // fully read: the connection is reused
-		if err != nil {
-			return err
-		}
-		if resp.StatusCode != http.StatusCreated {
-			return fmt.Errorf("POST /v1/transactions: %s: %s", resp.Status, bytes.TrimSpace(body))
-		}
-		return nil
+		c := <-pool.conns
+		defer func() { pool.conns <- c }()
+		return c.post(int(next.Add(1)))
 	}
 
 	// Warm-up: opens the keep-alive connections and the outbox's files.
@@ -277,4 +263,128 @@ func measureKiosk(ctx context.Context, cfg Config, open func(dir string) (kioskO
 		return res, errors.New("no transaction completed")
 	}
 	return res, nil
+}
+
+// kioskConns are the clients' keep-alive HTTP/1.1 connections, one per
+// client: a minimal client (like wrk's) that writes each request in one
+// write and reads the response's status line, headers and
+// Content-Length body, so the measurement charges the 2 shared cores with
+// the server's work rather than net/http client machinery.
+type kioskConns struct {
+	conns chan *kioskConn
+	all   []*kioskConn
+}
+
+func dialKioskConns(ctx context.Context, addr, token string, n int) (*kioskConns, error) {
+	p := &kioskConns{conns: make(chan *kioskConn, n)}
+	var d net.Dialer
+	for range n {
+		nc, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			p.close()
+			return nil, err
+		}
+		c := &kioskConn{conn: nc, br: bufio.NewReaderSize(nc, 4096),
+			head: "POST /v1/transactions HTTP/1.1\r\nHost: " + addr + "\r\nAuthorization: Bearer " + token +
+				"\r\nContent-Type: application/json\r\nIdempotency-Key: kbench-"}
+		p.all = append(p.all, c)
+		p.conns <- c
+	}
+	return p, nil
+}
+
+func (p *kioskConns) close() {
+	for _, c := range p.all {
+		_ = c.conn.Close()
+	}
+}
+
+// kioskConn is one client's connection.
+type kioskConn struct {
+	conn net.Conn
+	br   *bufio.Reader
+	head string // request line and fixed headers, up to the Idempotency-Key value
+	req  []byte
+	body []byte
+}
+
+// kioskRequestTimeout bounds one request on a connection.
+const kioskRequestTimeout = 30 * time.Second
+
+// post sends transaction i (its Idempotency-Key is "kbench-<i>") and
+// reads the response: an error unless it is a 201.
+func (c *kioskConn) post(i int) error {
+	c.body = appendKioskBody(c.body[:0], i)
+	r := append(c.req[:0], c.head...)
+	r = strconv.AppendInt(r, int64(i), 10)
+	r = append(r, "\r\nContent-Length: "...)
+	r = strconv.AppendInt(r, int64(len(c.body)), 10)
+	r = append(r, "\r\n\r\n"...)
+	r = append(r, c.body...)
+	c.req = r
+	if err := c.conn.SetDeadline(time.Now().Add(kioskRequestTimeout)); err != nil {
+		return err
+	}
+	if _, err := c.conn.Write(r); err != nil {
+		return err
+	}
+	status, body, err := readKioskResponse(c.br, c.body[:0])
+	c.body = body
+	if err != nil {
+		return err
+	}
+	if status != http.StatusCreated {
+		return fmt.Errorf("POST /v1/transactions: %d: %s", status, bytes.TrimSpace(body))
+	}
+	return nil
+}
+
+// readKioskResponse reads one HTTP/1.1 response with a Content-Length
+// body (appended to buf) from br and returns its status. The connection
+// must stay usable: a response that closes it or has no length is an
+// error.
+func readKioskResponse(br *bufio.Reader, buf []byte) (status int, body []byte, err error) {
+	line, err := br.ReadSlice('\n')
+	if err != nil {
+		return 0, buf, err
+	}
+	proto, rest, ok := bytes.Cut(bytes.TrimRight(line, "\r\n"), []byte(" "))
+	if !ok || !bytes.HasPrefix(proto, []byte("HTTP/1.")) || len(rest) < 3 {
+		return 0, buf, fmt.Errorf("bad status line %q", line)
+	}
+	status, err = strconv.Atoi(string(rest[:3]))
+	if err != nil {
+		return 0, buf, fmt.Errorf("bad status line %q", line)
+	}
+	length := -1
+	for {
+		line, err := br.ReadSlice('\n')
+		if err != nil {
+			return status, buf, err
+		}
+		line = bytes.TrimRight(line, "\r\n")
+		if len(line) == 0 {
+			break
+		}
+		name, val, _ := bytes.Cut(line, []byte(":"))
+		val = bytes.TrimSpace(val)
+		switch {
+		case bytes.EqualFold(name, []byte("Content-Length")):
+			if length, err = strconv.Atoi(string(val)); err != nil || length < 0 {
+				return status, buf, fmt.Errorf("bad Content-Length %q", val)
+			}
+		case bytes.EqualFold(name, []byte("Transfer-Encoding")):
+			return status, buf, fmt.Errorf("unexpected Transfer-Encoding %q", val)
+		case bytes.EqualFold(name, []byte("Connection")) && bytes.EqualFold(val, []byte("close")):
+			return status, buf, errors.New("the server closes the connection")
+		}
+	}
+	if length < 0 {
+		return status, buf, errors.New("response without Content-Length")
+	}
+	buf = slices.Grow(buf[:0], length)[:length]
+	if _, err := io.ReadFull(br, buf); err != nil {
+		return status, buf, err
+	}
+	return status, buf, nil
 }

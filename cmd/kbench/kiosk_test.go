@@ -1,7 +1,10 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"io"
+	"strings"
 	"testing"
 	"time"
 )
@@ -27,5 +30,46 @@ func TestKioskSuiteCancelled(t *testing.T) {
 	sz := kioskSizes{requests: 640, baseRequests: 64, limit: 20 * time.Second}
 	if _, err := kioskRows(ctx, Config{Dir: t.TempDir()}, sz); err == nil {
 		t.Fatal("a cancelled run reported rows without error")
+	}
+}
+
+func TestReadKioskResponse(t *testing.T) {
+	for _, tc := range []struct {
+		name, in   string
+		status     int
+		body       string
+		wantErr    bool
+		leftToRead string
+	}{
+		{name: "created", in: "HTTP/1.1 201 Created\r\nContent-Type: application/json\r\ncontent-length: 9\r\n\r\n{\"seq\":1}HTTP/1.1",
+			status: 201, body: `{"seq":1}`, leftToRead: "HTTP/1.1"},
+		{name: "error status", in: "HTTP/1.1 400 Bad Request\r\nContent-Length: 2\r\n\r\n{}", status: 400, body: "{}"},
+		{name: "empty body", in: "HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n", status: 204},
+		{name: "chunked", in: "HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n", wantErr: true},
+		{name: "closes", in: "HTTP/1.1 201 Created\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}", wantErr: true},
+		{name: "no length", in: "HTTP/1.1 201 Created\r\n\r\n{}", wantErr: true},
+		{name: "short body", in: "HTTP/1.1 201 Created\r\nContent-Length: 5\r\n\r\n{}", wantErr: true},
+		{name: "bad status line", in: "HTTX 201\r\n\r\n", wantErr: true},
+		{name: "truncated headers", in: "HTTP/1.1 201 Created\r\nContent-Length: 2\r\n", wantErr: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			br := bufio.NewReader(strings.NewReader(tc.in))
+			status, body, err := readKioskResponse(br, nil)
+			if tc.wantErr {
+				if err == nil {
+					t.Fatalf("no error; status %d body %q", status, body)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if status != tc.status || string(body) != tc.body {
+				t.Fatalf("got %d %q, want %d %q", status, body, tc.status, tc.body)
+			}
+			if rest, _ := io.ReadAll(br); string(rest) != tc.leftToRead {
+				t.Fatalf("left %q unread, want %q", rest, tc.leftToRead)
+			}
+		})
 	}
 }
