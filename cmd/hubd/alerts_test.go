@@ -7,7 +7,7 @@ package main
 // 1.5 + 5 s of the kill; the time is logged, not asserted, as tests never
 // assert wall-clock speed); the restarted agent's birth resolves it.
 //
-// Two cases: "kill", where the kernel closes the dead process's socket so
+// Against Mochi and Mosquitto, two cases: "kill", where the kernel closes the dead process's socket so
 // the broker publishes the Will at once, and "vanish", where the agent
 // reaches the broker through a fault proxy that black-holes the link
 // before the kill (a power cut, a dead 4G link): only the keep-alive can
@@ -135,14 +135,16 @@ func (r *alertReceiver) await(t *testing.T, rule, state string, within time.Dura
 }
 
 func TestOfflineAlertAfterSIGKILL(t *testing.T) {
-	for _, vanish := range []bool{false, true} {
-		name := map[bool]string{false: "kill", true: "vanish"}[vanish]
-		t.Run(name, func(t *testing.T) { testOfflineAlert(t, vanish) })
+	for _, kind := range broker.Kinds {
+		for _, vanish := range []bool{false, true} {
+			name := string(kind) + map[bool]string{false: "/kill", true: "/vanish"}[vanish]
+			t.Run(name, func(t *testing.T) { testOfflineAlert(t, kind, vanish) })
+		}
 	}
 }
 
-func testOfflineAlert(t *testing.T, vanish bool) {
-	b := broker.ForTest(t, broker.Options{Kind: broker.Mochi})
+func testOfflineAlert(t *testing.T, kind broker.Kind, vanish bool) {
+	b := broker.ForTest(t, broker.Options{Kind: kind})
 	agentBroker := b.URL()
 	var proxy *faultproxy.Proxy
 	if vanish {
