@@ -7,11 +7,11 @@ package main
 // 1.5 + 5 s of the kill; the time is logged, not asserted, as tests never
 // assert wall-clock speed); the restarted agent's birth resolves it.
 //
-// Against Mochi and Mosquitto, two cases: "kill", where the kernel closes the dead process's socket so
-// the broker publishes the Will at once, and "vanish", where the agent
-// reaches the broker through a fault proxy that black-holes the link
-// before the kill (a power cut, a dead 4G link): only the keep-alive can
-// tell, so this is the keep-alive × 1.5 bound.
+// Against Mochi and Mosquitto, two cases: "kill", where the kernel closes
+// the dead process's socket so the broker publishes the Will at once, and
+// "vanish", where the agent reaches the broker through a fault proxy that
+// black-holes the link before the kill (a power cut, a dead 4G link): only
+// the keep-alive can tell, so this is the keep-alive × 1.5 bound.
 
 import (
 	"context"
