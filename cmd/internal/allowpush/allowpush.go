@@ -150,6 +150,24 @@ func Messages(dir *hubal.Dir, info hubal.Info) (msgs [][]byte, what string, err 
 
 // csvError names the file, line and column of a bad CSV field; it never
 // holds a raw credential number.
+// nextRecord reads the next CSV record and its line; io.EOF at the end, or
+// an error naming the file, line and column.
+func nextRecord(cr *csv.Reader, file string) (rec []string, line int, err error) {
+	rec, err = cr.Read()
+	if err == io.EOF {
+		return nil, 0, err
+	}
+	if err != nil {
+		var pe *csv.ParseError
+		if errors.As(err, &pe) {
+			return nil, 0, csvError(file, pe.Line, strconv.Itoa(pe.Column), pe.Err.Error())
+		}
+		return nil, 0, fmt.Errorf("allowlist: %s: %w", file, err)
+	}
+	line, _ = cr.FieldPos(0)
+	return rec, line, nil
+}
+
 func csvError(file string, line int, col, msg string) error {
 	return fmt.Errorf("allowlist: %s line %d column %s: %s", file, line, col, msg)
 }
@@ -187,18 +205,13 @@ func ParseEntries(r io.Reader, file string, siteKey []byte, loc *time.Location, 
 	seen := map[allowlist.Key]int{}
 	var out []allowlist.Entry
 	for {
-		rec, err := cr.Read()
+		rec, line, err := nextRecord(cr, file)
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
-			var pe *csv.ParseError
-			if errors.As(err, &pe) {
-				return nil, csvError(file, pe.Line, strconv.Itoa(pe.Column), pe.Err.Error())
-			}
-			return nil, fmt.Errorf("allowlist: %s: %w", file, err)
+			return nil, err
 		}
-		line, _ := cr.FieldPos(0)
 		if len(rec) != len(header) {
 			return nil, csvError(file, line, "-", fmt.Sprintf("%d fields, the header has %d", len(rec), len(header)))
 		}
@@ -372,18 +385,13 @@ func ParseSchedules(r io.Reader, file string) ([]allowlist.Schedule, error) {
 	var out []allowlist.Schedule
 	seen := map[uint32]int{}
 	for {
-		rec, err := cr.Read()
+		rec, line, err := nextRecord(cr, file)
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
-			var pe *csv.ParseError
-			if errors.As(err, &pe) {
-				return nil, csvError(file, pe.Line, strconv.Itoa(pe.Column), pe.Err.Error())
-			}
-			return nil, fmt.Errorf("allowlist: %s: %w", file, err)
+			return nil, err
 		}
-		line, _ := cr.FieldPos(0)
 		var s allowlist.Schedule
 		if s.ID, err = parseUint32(rec[0]); err != nil || s.ID == 0 {
 			return nil, csvError(file, line, "id", "want a number from 1")
