@@ -216,7 +216,8 @@ type Session struct {
 
 	mu      sync.Mutex
 	subs    []subscription
-	cur     *conn // nil when not connected
+	subMu   sync.Mutex // orders renewals and direct subscribes (see connect)
+	cur     *conn      // nil when not connected
 	closed  bool
 	running bool
 	closeCh chan struct{}
@@ -497,9 +498,15 @@ func (s *Session) connect(ctx context.Context) (*conn, error) {
 		return nil, err
 	}
 
+	// subMu is held from the moment the connection becomes current until
+	// every remembered subscription is renewed, so a Subscribe made
+	// meanwhile (which sees the connection and subscribes at once) waits:
+	// subscriptions reach the broker in the order they were made.
+	s.subMu.Lock()
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
+		s.subMu.Unlock()
 		c.client.Disconnect(0)
 		c.markLost(ErrClosed)
 		return nil, ErrClosed
@@ -512,11 +519,13 @@ func (s *Session) connect(ctx context.Context) (*conn, error) {
 	}
 	for _, sub := range subs {
 		if err := s.subscribe(c, sub); err != nil {
+			s.subMu.Unlock()
 			s.dropConn(c)
 			c.client.Disconnect(0)
 			return nil, err
 		}
 	}
+	s.subMu.Unlock()
 	select {
 	case <-c.lost:
 		s.dropConn(c)
@@ -610,6 +619,9 @@ func (s *Session) Subscribe(filter string, qos byte, h func(topic string, payloa
 	if c == nil {
 		return nil
 	}
+	// After a renewal in progress (see connect), never before it.
+	s.subMu.Lock()
+	defer s.subMu.Unlock()
 	return s.subscribe(c, sub)
 }
 
