@@ -56,6 +56,7 @@ func suites() []suite {
 		{"kiosk", kioskSuite},   // kiosk.go
 		{"gate", gateSuite},     // gate.go
 		{"footprint", footprintSuite},
+		{"fleet", fleetSuite}, // fleet.go
 	}
 }
 
