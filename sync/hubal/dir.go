@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/kioskedge/kioskedge/sync/wire"
+
+	"github.com/kioskedge/kioskedge/sync/internal/atomicfile"
 )
 
 // Errors of the package.
@@ -306,33 +308,14 @@ func (d *Dir) writeVersion(v uint64, files map[string][]byte) (err error) {
 }
 
 func writeSynced(path string, b []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
-	if err != nil {
-		return fmt.Errorf("hubal: %w", err)
-	}
-	if _, err := f.Write(b); err != nil {
-		// The write error is the one to report.
-		_ = f.Close()
+	if err := atomicfile.WriteNew(path, b, 0o640); err != nil {
 		return fmt.Errorf("hubal: writing %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		// The sync error is the one to report.
-		_ = f.Close()
-		return fmt.Errorf("hubal: syncing %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("hubal: closing %s: %w", path, err)
 	}
 	return nil
 }
 
 func syncDir(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return fmt.Errorf("hubal: %w", err)
-	}
-	defer f.Close()
-	if err := f.Sync(); err != nil {
+	if err := atomicfile.SyncDir(path); err != nil {
 		return fmt.Errorf("hubal: syncing %s: %w", path, err)
 	}
 	return nil

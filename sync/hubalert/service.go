@@ -9,13 +9,14 @@ import (
 	"math/bits"
 	"net/http"
 	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/kioskedge/kioskedge/sync/hubstore"
 	"github.com/kioskedge/kioskedge/sync/wire"
+
+	"github.com/kioskedge/kioskedge/sync/internal/atomicfile"
 )
 
 // ErrOptions is returned by New for missing or invalid options.
@@ -477,7 +478,7 @@ func (s *Service) save() {
 	s.dirty = false
 	s.mu.Unlock()
 	if err == nil {
-		err = writeAtomic(p, b)
+		err = atomicfile.Replace(p, b, 0o600)
 	}
 	if err != nil {
 		s.mu.Lock()
@@ -486,29 +487,6 @@ func (s *Service) save() {
 		s.mu.Unlock()
 		s.log.Error("alert state not saved", "path", p, "err", err)
 	}
-}
-
-func writeAtomic(path string, b []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		// The temp file is useless after a failure; the error above matters.
-		_ = os.Remove(tmp)
-	}
-	return err
 }
 
 func isPow2(n uint64) bool { return bits.OnesCount64(n) == 1 }

@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/kioskedge/kioskedge/sync/wire"
+
+	"github.com/kioskedge/kioskedge/sync/internal/atomicfile"
 )
 
 // Errors. Enrolment refusals wrap one of the Err* below that Code maps to
@@ -302,37 +304,17 @@ func newSerial() (*big.Int, error) {
 func serialHex(c *x509.Certificate) string { return hex.EncodeToString(c.SerialNumber.Bytes()) }
 
 func writeExcl(path string, b []byte, mode os.FileMode) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
-	if err != nil {
+	if err := atomicfile.WriteNew(path, b, mode); err != nil {
 		if errors.Is(err, os.ErrExist) {
 			return fmt.Errorf("%w: %s", ErrExists, path)
 		}
-		return fmt.Errorf("hubca: %w", err)
-	}
-	if _, err := f.Write(b); err != nil {
-		_ = f.Close() // the write error is the one to report
 		return fmt.Errorf("hubca: writing %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		_ = f.Close() // the sync error is the one to report
-		return fmt.Errorf("hubca: syncing %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("hubca: %w", err)
 	}
 	return nil
 }
 
 func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("hubca: %w", err)
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	if err := atomicfile.SyncDir(dir); err != nil {
 		return fmt.Errorf("hubca: syncing %s: %w", dir, err)
 	}
 	return nil

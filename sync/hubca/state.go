@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/kioskedge/kioskedge/sync/wire"
+
+	"github.com/kioskedge/kioskedge/sync/internal/atomicfile"
 )
 
 // TokenPrefix starts every claim token, so a leaked one is recognisable.
@@ -269,17 +271,10 @@ func (c *CA) load() (state, []byte, error) {
 }
 
 func (c *CA) save(b []byte) error {
-	tmp := filepath.Join(c.dir, StateFile+".tmp")
-	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("hubca: %w", err)
+	if err := atomicfile.Replace(filepath.Join(c.dir, StateFile), b, 0o600); err != nil {
+		return fmt.Errorf("hubca: saving %s: %w", StateFile, err)
 	}
-	if err := writeExcl(tmp, b, 0o600); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, filepath.Join(c.dir, StateFile)); err != nil {
-		return fmt.Errorf("hubca: %w", err)
-	}
-	return syncDir(c.dir)
+	return nil
 }
 
 // Claim describes one stored claim token (never the token itself).

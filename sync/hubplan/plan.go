@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/kioskedge/kioskedge/sync/internal/atomicfile"
 )
 
 var (
@@ -270,39 +272,8 @@ func Save(dir string, p *Plan) error {
 	if err != nil {
 		return fmt.Errorf("hubplan: %w", err)
 	}
-	f, err := os.CreateTemp(dir, PlanFile+".tmp*")
-	if err != nil {
+	if err := atomicfile.Replace(filepath.Join(dir, PlanFile), append(raw, '\n'), 0o600); err != nil {
 		return fmt.Errorf("hubplan: %w", err)
-	}
-	tmp := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			// The write already failed; the temporary file is garbage.
-			_ = f.Close()
-			_ = os.Remove(tmp)
-		}
-	}()
-	if _, err := f.Write(append(raw, '\n')); err != nil {
-		return fmt.Errorf("hubplan: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("hubplan: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("hubplan: %w", err)
-	}
-	if err := os.Rename(tmp, filepath.Join(dir, PlanFile)); err != nil {
-		return fmt.Errorf("hubplan: %w", err)
-	}
-	ok = true
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("hubplan: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("hubplan: sync dir: %w", err)
 	}
 	return nil
 }
