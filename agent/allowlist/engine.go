@@ -62,13 +62,9 @@ func (v *EngineView) Lookup(hash [16]byte) (access.Entry, bool, error) {
 		}
 	}
 	if e.AntiPassback != 0 {
-		if name, known := v.names[e.AntiPassback]; known {
-			out.AntiPassbackGroup = name
-		} else {
-			// A group no door here checks: keep it distinct from "none"
-			// without inventing a name a door could match.
-			out.AntiPassbackGroup = "\x00unconfigured"
-		}
+		// A group no door here checks is left empty: the engine only
+		// compares it with a door's group.
+		out.AntiPassbackGroup = v.names[e.AntiPassback]
 	}
 	return out, true, nil
 }
