@@ -217,6 +217,34 @@ func (t *Tester) testPrinter(ctx context.Context, d config.Device, port serialpo
 	return pass(name, "test receipt printed at %s; status %s", d.Path, st)
 }
 
+// errNoCardInTime is waitForCard's answer when no card came.
+var errNoCardInTime = errors.New("commission: no card in time")
+
+// waitForCard calls read every interval until a card is read (returning its
+// masked number and nil), ctx ends (the last read error other than noCard,
+// or errNoCardInTime), or stop says an error ends the wait (that error).
+func waitForCard(ctx context.Context, every time.Duration, noCard error, stop func(error) bool, read func(context.Context) (string, error)) (string, error) {
+	lastErr := errNoCardInTime
+	for {
+		masked, err := read(ctx)
+		if err == nil {
+			return masked, nil
+		}
+		if ctx.Err() != nil {
+			return "", lastErr
+		}
+		if stop != nil && stop(err) {
+			return "", err
+		}
+		if !errors.Is(err, noCard) {
+			lastErr = err
+		}
+		if !sleep(ctx, every) {
+			return "", lastErr
+		}
+	}
+}
+
 // testIDCard waits for an ID card and reads it.
 func (t *Tester) testIDCard(ctx context.Context, d config.Device, port serialport.Port) Check {
 	name := checkName(d.Name)
@@ -231,23 +259,14 @@ func (t *Tester) testIDCard(ctx context.Context, d config.Device, port serialpor
 	if err := r.Status(wctx); err != nil {
 		return failed(name, "ID card reader at "+d.Path, idcardReason(err))
 	}
-	var lastErr error
-	for {
-		card, err := r.ReadCard(wctx)
-		if err == nil {
-			return pass(name, "ID card read: %s", credential.Mask(card.Number))
-		}
-		if wctx.Err() != nil {
-			break
-		}
-		if !errors.Is(err, idcard.ErrNoCard) {
-			lastErr = err
-		}
-		if !sleep(wctx, 250*time.Millisecond) {
-			break
-		}
+	masked, lastErr := waitForCard(wctx, 250*time.Millisecond, idcard.ErrNoCard, nil, func(ctx context.Context) (string, error) {
+		card, err := r.ReadCard(ctx)
+		return credential.Mask(card.Number), err
+	})
+	if lastErr == nil {
+		return pass(name, "ID card read: %s", masked)
 	}
-	if lastErr != nil {
+	if !errors.Is(lastErr, errNoCardInTime) {
 		return failed(name, "ID card reader at "+d.Path, "card not read: "+idcardReason(lastErr))
 	}
 	return failed(name, "ID card reader at "+d.Path, fmt.Sprintf("no card within %v: place an ID card on the reader", t.o.Timeout))
@@ -264,26 +283,18 @@ func (t *Tester) testSSCard(ctx context.Context, d config.Device, port serialpor
 	defer r.Close()
 	wctx, cancel := context.WithTimeout(ctx, t.o.Timeout)
 	defer cancel()
-	var lastErr error
-	for {
-		card, err := r.ReadCard(wctx)
-		if err == nil {
-			return pass(name, "social security card read: %s", credential.Mask(card.SSN))
-		}
-		if wctx.Err() != nil {
-			break
-		}
-		if errors.Is(err, sscard.ErrOffline) || errors.Is(err, sscard.ErrTimeout) {
-			return failed(name, "social security card reader at "+d.Path, sscardReason(err))
-		}
-		if !errors.Is(err, sscard.ErrNoCard) {
-			lastErr = err
-		}
-		if !sleep(wctx, 200*time.Millisecond) {
-			break
-		}
+	readerDown := func(err error) bool { return errors.Is(err, sscard.ErrOffline) || errors.Is(err, sscard.ErrTimeout) }
+	masked, lastErr := waitForCard(wctx, 200*time.Millisecond, sscard.ErrNoCard, readerDown, func(ctx context.Context) (string, error) {
+		card, err := r.ReadCard(ctx)
+		return credential.Mask(card.SSN), err
+	})
+	if lastErr == nil {
+		return pass(name, "social security card read: %s", masked)
 	}
-	if lastErr != nil {
+	if readerDown(lastErr) {
+		return failed(name, "social security card reader at "+d.Path, sscardReason(lastErr))
+	}
+	if !errors.Is(lastErr, errNoCardInTime) {
 		return failed(name, "social security card reader at "+d.Path, "card not read: "+sscardReason(lastErr))
 	}
 	return failed(name, "social security card reader at "+d.Path, fmt.Sprintf("no card within %v: insert a social security card", t.o.Timeout))
