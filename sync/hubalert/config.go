@@ -94,6 +94,7 @@ type Webhook struct {
 // Rules is the parsed rules file (hub-alerts.md §1).
 type Rules struct {
 	// StateFile keeps alert state across restarts; "" keeps it in memory.
+	// Options.State, when set, is used instead.
 	StateFile string `toml:"state_file"`
 	// History bounds the transitions kept for /api/alerts; default 1000.
 	History int `toml:"history"`

@@ -9,7 +9,9 @@
 // The [Service] is the shell: the hub's OnCommit hook hands it each
 // committed write through [Service.Offer], which never waits (a full
 // queue drops and counts), so ingest never waits for alerts; one
-// goroutine evaluates, saves the state file (atomic rewrite) and hands
+// goroutine evaluates, saves the state (a [StateStore]: by default
+// [FileState], an atomic rewrite of Rules.StateFile; sync/hubpg keeps it
+// in PostgreSQL for hub instances that share it) and hands
 // transitions to each webhook's own queue and goroutine (retries with
 // capped exponential back-off and jitter; a dead receiver delays only
 // itself) and to the MQTT publisher's queue.
@@ -18,4 +20,8 @@
 // the retained death after keep-alive × 1.5 without traffic, the hub
 // commits it, and with offline.after = 0 the alert fires as soon as the
 // death is evaluated.
+//
+// Several hub instances share one state by running the Service on the
+// one that leads and calling [Service.Reload] on the others (to show the
+// leader's alerts) and on a new leader before its Run.
 package hubalert

@@ -8,15 +8,12 @@ import (
 	"log/slog"
 	"math/bits"
 	"net/http"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/kioskedge/kioskedge/sync/hubstore"
 	"github.com/kioskedge/kioskedge/sync/wire"
-
-	"github.com/kioskedge/kioskedge/sync/internal/atomicfile"
 )
 
 // ErrOptions is returned by New for missing or invalid options.
@@ -62,6 +59,11 @@ type Options struct {
 	// bounded by the webhook's timeout).
 	HTTPClient *http.Client
 	Logger     *slog.Logger
+	// State, if set, keeps the state instead of Rules.StateFile (a hub on
+	// PostgreSQL shares one between its instances: sync/hubpg). nil uses
+	// FileState(Rules.StateFile), or keeps the state in memory when
+	// StateFile is "".
+	State StateStore
 }
 
 // Stats are the service's counters.
@@ -106,9 +108,9 @@ type mqttMsg struct {
 	payload  []byte
 }
 
-// New validates opts and loads the state file if Rules.StateFile names
-// one that exists. It returns ErrOptions for Publish without Root, or an
-// error wrapping the state file's read or decode failure.
+// New validates opts and loads the saved state, if any, from
+// Options.State or Rules.StateFile. It returns ErrOptions for Publish
+// without Root, or an error wrapping the state's read or decode failure.
 func New(opts Options) (*Service, error) {
 	if opts.Publish != nil && opts.Root == "" {
 		return nil, fmt.Errorf("%w: Publish needs Root", ErrOptions)
@@ -136,6 +138,9 @@ func New(opts Options) (*Service, error) {
 	}
 	if opts.Rules.History <= 0 {
 		opts.Rules.History = 1000
+	}
+	if opts.State == nil && opts.Rules.StateFile != "" {
+		opts.State = FileState(opts.Rules.StateFile)
 	}
 	s := &Service{
 		opts: opts, log: opts.Logger,
@@ -165,11 +170,15 @@ func (s *Service) Offer(w hubstore.Write) {
 }
 
 // Run evaluates and delivers until ctx ends, then saves the state and
-// returns nil. Webhook deliveries still being retried are abandoned.
+// returns nil. Webhook deliveries still being retried are abandoned;
+// those still queued wait for the next Run. Run may be called again
+// after it returned (a hub instance that leads again, see Reload); it
+// returns ErrOptions while another Run is running.
 func (s *Service) Run(ctx context.Context) error {
 	if !s.running.CompareAndSwap(false, true) {
 		return fmt.Errorf("%w: Run called twice", ErrOptions)
 	}
+	defer s.running.Store(false)
 	var wg sync.WaitGroup
 	for _, w := range s.hooks {
 		wg.Go(func() { w.run(ctx) })
@@ -431,46 +440,94 @@ const stateVersion = 1
 // a tick with transitions saves at once.
 const saveEvery = 5 * time.Second
 
-// load reads the state file, if any.
-func (s *Service) load() error {
-	p := s.opts.Rules.StateFile
-	if p == "" {
-		return nil
+// Reload replaces the state (every key's episode and evidence, the
+// agents, the history) with the saved one and drops the commits and
+// deliveries queued but not handled: a hub instance that does not lead
+// calls it to show the leader's alerts, and one that becomes leader
+// calls it before Run to start from the last leader's state. Without a
+// saved state (no Options.State nor Rules.StateFile, or nothing saved
+// yet) the state becomes empty. It returns ErrOptions while Run runs, or
+// the state's read or decode error, leaving the state as it was.
+func (s *Service) Reload() error {
+	if !s.running.CompareAndSwap(false, true) {
+		return fmt.Errorf("%w: Reload while Run runs", ErrOptions)
 	}
-	b, err := os.ReadFile(p)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
+	defer s.running.Store(false)
+	snap, err := s.read()
 	if err != nil {
-		return fmt.Errorf("hubalert: state file: %w", err)
+		return err
 	}
+	for drained := false; !drained; {
+		select {
+		case <-s.in:
+		case <-s.mqtt:
+		default:
+			drained = true
+		}
+	}
+	for _, w := range s.hooks {
+		w.drain()
+	}
+	s.mu.Lock()
+	s.apply(snap)
+	s.dirty = false
+	s.mu.Unlock()
+	return nil
+}
+
+// load reads the saved state, if any, at New.
+func (s *Service) load() error {
+	snap, err := s.read()
+	if err != nil {
+		return err
+	}
+	s.apply(snap)
+	return nil
+}
+
+// read loads and decodes the saved state; a zero snapshot when none.
+func (s *Service) read() (snapshot, error) {
 	var snap snapshot
+	if s.opts.State == nil {
+		return snap, nil
+	}
+	b, err := s.opts.State.Load()
+	if err != nil {
+		return snap, fmt.Errorf("hubalert: state: %w", err)
+	}
+	if b == nil {
+		return snap, nil
+	}
 	if err := json.Unmarshal(b, &snap); err != nil {
-		return fmt.Errorf("hubalert: state file %s: %w", p, err)
+		return snap, fmt.Errorf("hubalert: state: %w", err)
 	}
 	if snap.Version != stateVersion {
-		return fmt.Errorf("hubalert: state file %s: version %d, want %d", p, snap.Version, stateVersion)
+		return snap, fmt.Errorf("hubalert: state: version %d, want %d", snap.Version, stateVersion)
 	}
-	if snap.Conds != nil {
-		s.eng.conds = snap.Conds
+	return snap, nil
+}
+
+// apply makes snap the state; s.mu held or not yet shared.
+func (s *Service) apply(snap snapshot) {
+	s.eng.conds, s.eng.agents = snap.Conds, snap.Agents
+	if s.eng.conds == nil {
+		s.eng.conds = map[string]*cond{}
 	}
-	if snap.Agents != nil {
-		s.eng.agents = snap.Agents
+	if s.eng.agents == nil {
+		s.eng.agents = map[string]*agentInfo{}
 	}
 	s.history = snap.History
 	if over := len(s.history) - s.opts.Rules.History; over > 0 {
 		s.history = s.history[over:]
 	}
-	return nil
 }
 
-// save rewrites the state file atomically (temp file, fsync, rename) if
-// anything changed; failures are counted and logged, and retried at the
-// next tick.
+// save writes the state (Options.State; the state file by an atomic
+// rewrite) if anything changed; failures are counted and logged, and
+// retried at the next tick.
 func (s *Service) save() {
-	p := s.opts.Rules.StateFile
 	s.mu.Lock()
-	if p == "" || !s.dirty {
+	if s.opts.State == nil || !s.dirty {
 		s.mu.Unlock()
 		return
 	}
@@ -478,14 +535,14 @@ func (s *Service) save() {
 	s.dirty = false
 	s.mu.Unlock()
 	if err == nil {
-		err = atomicfile.Replace(p, b, 0o600)
+		err = s.opts.State.Save(b)
 	}
 	if err != nil {
 		s.mu.Lock()
 		s.stats.SaveError++
 		s.dirty = true
 		s.mu.Unlock()
-		s.log.Error("alert state not saved", "path", p, "err", err)
+		s.log.Error("alert state not saved", "err", err)
 	}
 }
 

@@ -120,6 +120,21 @@ func (w *webhook) offer(d delivery) {
 	}
 }
 
+// drain drops the queued deliveries (counted as dropped): Reload calls it
+// while run is not running.
+func (w *webhook) drain() {
+	for {
+		select {
+		case <-w.queue:
+			w.mu.Lock()
+			w.stats.Dropped++
+			w.mu.Unlock()
+		default:
+			return
+		}
+	}
+}
+
 func (w *webhook) Stats() WebhookStats {
 	w.mu.Lock()
 	defer w.mu.Unlock()
