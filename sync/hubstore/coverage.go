@@ -145,6 +145,23 @@ func (c *Coverage) Count() uint64 {
 // errBadCoverage is wrapped by decodeCoverage failures.
 var errBadCoverage = errors.New("hubstore: malformed coverage")
 
+// AppendEncoded appends the coverage's compact encoding (see
+// appendCoverage) to dst; DecodeCoverage reads it back.
+func (c *Coverage) AppendEncoded(dst []byte) []byte { return appendCoverage(dst, c) }
+
+// DecodeCoverage parses what AppendEncoded wrote, all of p. It returns an
+// error wrapping ErrCorrupt for malformed or trailing bytes.
+func DecodeCoverage(p []byte) (Coverage, error) {
+	c, rest, err := decodeCoverage(p)
+	if err != nil {
+		return Coverage{}, fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	if len(rest) != 0 {
+		return Coverage{}, fmt.Errorf("%w: %d trailing bytes after coverage", ErrCorrupt, len(rest))
+	}
+	return c, nil
+}
+
 // appendCoverage encodes the ranges as uvarint(count) then, per range,
 // uvarint(First - previous Last) and uvarint(Last - First), with
 // "previous Last" starting at 0. The deltas keep it small.

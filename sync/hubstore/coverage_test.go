@@ -150,25 +150,25 @@ func FuzzCoverage(f *testing.F) {
 // FuzzDecodeState checks that decoding arbitrary bytes never panics and
 // that whatever decodes re-encodes to the same bytes.
 func FuzzDecodeState(f *testing.F) {
-	a := &agent{received: 10, duplicates: 2, declared: 3, ackedBefore: 4, hasStatus: true, online: true, bdseq: 7}
-	a.cov.Add(1, 10)
-	a.cov.Add(15, 20)
+	a := &State{Received: 10, Duplicates: 2, Declared: 3, AckedBefore: 4, HasStatus: true, Online: true, BdSeq: 7}
+	a.Coverage.Add(1, 10)
+	a.Coverage.Add(15, 20)
 	f.Add(encodeState(nil, a))
-	f.Add(encodeState(nil, &agent{}))
+	f.Add(encodeState(nil, &State{}))
 	f.Add([]byte{1, 0, 0, 0, 4, 0, 0})
 	f.Fuzz(func(t *testing.T, in []byte) {
-		var got agent
+		var got State
 		if err := decodeState(in, &got); err != nil {
 			return
 		}
 		if re := encodeState(nil, &got); string(re) != string(in) {
 			// Uvarints have non-minimal encodings; compare decoded forms.
-			var again agent
+			var again State
 			if err := decodeState(re, &again); err != nil {
 				t.Fatalf("re-encoded state does not decode: %v", err)
 			}
-			if !slices.Equal(again.cov.Ranges(), got.cov.Ranges()) || again.received != got.received ||
-				again.ackedBefore != got.ackedBefore || again.bdseq != got.bdseq || again.online != got.online {
+			if !slices.Equal(again.Coverage.Ranges(), got.Coverage.Ranges()) || again.Received != got.Received ||
+				again.AckedBefore != got.AckedBefore || again.BdSeq != got.BdSeq || again.Online != got.Online {
 				t.Fatalf("round trip changed the state")
 			}
 		}

@@ -19,6 +19,11 @@
 //     so they share one commit and one fsync (group commit). A record whose
 //     sequence is already covered is a duplicate: it is counted and not
 //     written again. Nothing in memory changes unless the commit succeeded.
+//   - PlanWrite is the decision logic of Apply as a pure function of a
+//     Write and the agents' current State; sync/hubpg runs the same logic
+//     against states it reads (locked) from PostgreSQL, so both stores
+//     give the same Results. Package hubstoretest is the contract suite
+//     both pass.
 //   - Coverage and counters are kept in memory too (restored by Open), so
 //     dedup and the HTTP API never read the file.
 //

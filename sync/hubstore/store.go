@@ -115,18 +115,6 @@ type AgentState struct {
 	Health          json.RawMessage
 }
 
-// agent is the in-memory state of one agent. Instances are immutable once
-// installed in Store.agents; Apply works on copies.
-type agent struct {
-	id                             string
-	received, duplicates, declared uint64
-	ackedBefore                    uint64
-	cov                            Coverage
-	hasStatus, online              bool
-	bdseq                          uint64
-	status, birth, health          []byte
-}
-
 // Store is the hub's durable store. It is safe for concurrent use; writes
 // are serialised.
 type Store struct {
@@ -135,7 +123,7 @@ type Store struct {
 
 	applyMu sync.Mutex // serialises Apply and guards closed for writers
 	mu      sync.RWMutex
-	agents  map[string]*agent
+	agents  map[string]*State // installed states are never modified
 	closed  bool
 }
 
@@ -155,7 +143,7 @@ func Open(path string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("hubstore: open %s: %w", path, err)
 	}
-	s := &Store{db: db, log: log, agents: map[string]*agent{}}
+	s := &Store{db: db, log: log, agents: map[string]*State{}}
 	err = db.Update(func(tx *bolt.Tx) error {
 		ab, err := tx.CreateBucketIfNotExists(bucketAgents)
 		if err != nil {
@@ -166,7 +154,7 @@ func Open(path string, opts Options) (*Store, error) {
 			if err != nil {
 				return err
 			}
-			s.agents[a.id] = a
+			s.agents[a.ID] = a
 			return nil
 		})
 	})
@@ -179,16 +167,16 @@ func Open(path string, opts Options) (*Store, error) {
 	return s, nil
 }
 
-func loadAgent(id string, b *bolt.Bucket) (*agent, error) {
-	a := &agent{id: id}
+func loadAgent(id string, b *bolt.Bucket) (*State, error) {
+	a := &State{ID: id}
 	if v := b.Get(keyState); v != nil {
 		if err := decodeState(v, a); err != nil {
 			return nil, fmt.Errorf("agent %q: %w", id, err)
 		}
 	}
-	a.status = clone(b.Get(keyStatus))
-	a.birth = clone(b.Get(keyBirth))
-	a.health = clone(b.Get(keyHealth))
+	a.Status = clone(b.Get(keyStatus))
+	a.Birth = clone(b.Get(keyBirth))
+	a.Health = clone(b.Get(keyHealth))
 	return a, nil
 }
 
@@ -208,31 +196,31 @@ const stateVersion = 2
 //	version(2) uvarint(received) uvarint(duplicates) uvarint(declared)
 //	uvarint(ackedBefore) flags(1: bit0 has status, bit1 online)
 //	uvarint(bdseq) coverage
-func encodeState(dst []byte, a *agent) []byte {
+func encodeState(dst []byte, a *State) []byte {
 	dst = append(dst, stateVersion)
-	dst = binary.AppendUvarint(dst, a.received)
-	dst = binary.AppendUvarint(dst, a.duplicates)
-	dst = binary.AppendUvarint(dst, a.declared)
-	dst = binary.AppendUvarint(dst, a.ackedBefore)
+	dst = binary.AppendUvarint(dst, a.Received)
+	dst = binary.AppendUvarint(dst, a.Duplicates)
+	dst = binary.AppendUvarint(dst, a.Declared)
+	dst = binary.AppendUvarint(dst, a.AckedBefore)
 	var flags byte
-	if a.hasStatus {
+	if a.HasStatus {
 		flags |= 1
 	}
-	if a.online {
+	if a.Online {
 		flags |= 2
 	}
 	dst = append(dst, flags)
-	dst = binary.AppendUvarint(dst, a.bdseq)
-	return appendCoverage(dst, &a.cov)
+	dst = binary.AppendUvarint(dst, a.BdSeq)
+	return a.Coverage.AppendEncoded(dst)
 }
 
 // decodeState parses what encodeState wrote into a; every malformed input
 // returns an error wrapping ErrCorrupt.
-func decodeState(p []byte, a *agent) error {
+func decodeState(p []byte, a *State) error {
 	if len(p) < 1 || (p[0] != 1 && p[0] != stateVersion) {
 		return fmt.Errorf("%w: state version", ErrCorrupt)
 	}
-	counters := []*uint64{&a.received, &a.duplicates, &a.declared, &a.ackedBefore}
+	counters := []*uint64{&a.Received, &a.Duplicates, &a.Declared, &a.AckedBefore}
 	if p[0] == 1 {
 		counters = counters[:3]
 	}
@@ -247,13 +235,13 @@ func decodeState(p []byte, a *agent) error {
 	if len(p) < 1 || p[0] > 3 {
 		return fmt.Errorf("%w: flags", ErrCorrupt)
 	}
-	a.hasStatus, a.online = p[0]&1 != 0, p[0]&2 != 0
+	a.HasStatus, a.Online = p[0]&1 != 0, p[0]&2 != 0
 	p = p[1:]
 	v, k := binary.Uvarint(p)
 	if k <= 0 {
 		return fmt.Errorf("%w: bdseq", ErrCorrupt)
 	}
-	a.bdseq, p = v, p[k:]
+	a.BdSeq, p = v, p[k:]
 	cov, rest, err := decodeCoverage(p)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrCorrupt, err)
@@ -261,50 +249,8 @@ func decodeState(p []byte, a *agent) error {
 	if len(rest) != 0 {
 		return fmt.Errorf("%w: %d trailing bytes", ErrCorrupt, len(rest))
 	}
-	a.cov = cov
+	a.Coverage = cov
 	return nil
-}
-
-// validate checks a write before any of it is applied.
-func (w *Write) validate() (entries int, err error) {
-	for i := range w.Batches {
-		b := &w.Batches[i]
-		if err := wire.ValidateID("agent", b.Agent); err != nil {
-			return 0, fmt.Errorf("%w: %v", ErrInvalid, err)
-		}
-		if b.First == 0 || b.Last < b.First {
-			return 0, fmt.Errorf("%w: range %d..%d", ErrInvalid, b.First, b.Last)
-		}
-		prev := b.First - 1
-		for _, e := range b.Entries {
-			if e.Seq <= prev || e.Seq > b.Last {
-				return 0, fmt.Errorf("%w: sequence %d out of order or outside %d..%d", ErrInvalid, e.Seq, b.First, b.Last)
-			}
-			prev = e.Seq
-		}
-		entries += len(b.Entries)
-	}
-	for _, s := range w.Statuses {
-		if err := wire.ValidateID("agent", s.Status.Agent); err != nil {
-			return 0, fmt.Errorf("%w: status: %v", ErrInvalid, err)
-		}
-	}
-	for _, h := range w.Health {
-		if err := wire.ValidateID("agent", h.Agent); err != nil {
-			return 0, fmt.Errorf("%w: health: %v", ErrInvalid, err)
-		}
-	}
-	return entries, nil
-}
-
-// work is one agent's state being changed inside an Apply.
-type work struct {
-	a       agent
-	bucket  *bolt.Bucket
-	records *bolt.Bucket
-	acked   bool // has a batch in this write
-	status  bool // status/birth changed
-	health  bool
 }
 
 // Apply writes w in one bbolt transaction (one commit, one fsync) and only
@@ -326,136 +272,70 @@ type work struct {
 // after Close, or the transaction's error; on any error the memory state is
 // unchanged and nothing of w is durable.
 func (s *Store) Apply(w Write) (Result, error) {
-	var res Result
-	entries, err := w.validate()
+	entries, err := w.Validate()
 	if err != nil {
-		return res, err
+		return Result{}, err
 	}
 	s.applyMu.Lock()
 	defer s.applyMu.Unlock()
 	if s.closed {
-		return res, ErrClosed
+		return Result{}, ErrClosed
+	}
+	// Only Apply (under applyMu) installs states, so reading s.agents
+	// without mu is safe here.
+	plan, err := PlanWrite(&w, func(id string) (State, error) {
+		if old := s.agents[id]; old != nil {
+			return *old, nil
+		}
+		return State{ID: id}, nil
+	})
+	if err != nil {
+		return Result{}, err
 	}
 	// One key buffer for the whole write: bbolt keeps references to keys
 	// and values until the commit.
 	keys := make([]byte, 8*entries)
-	works := map[string]*work{}
-	var order []string
 	err = s.db.Update(func(tx *bolt.Tx) error {
 		root := tx.Bucket(bucketAgents)
-		get := func(id string) (*work, error) {
-			if wk, ok := works[id]; ok {
-				return wk, nil
-			}
-			wk := &work{}
-			if old := s.agents[id]; old != nil {
-				wk.a = *old
-				wk.a.cov = old.cov.Clone()
-			} else {
-				wk.a.id = id
-			}
-			b, err := root.CreateBucketIfNotExists([]byte(id))
+		for _, ap := range plan.Agents {
+			a := &ap.State
+			b, err := root.CreateBucketIfNotExists([]byte(a.ID))
 			if err != nil {
-				return nil, err
+				return err
 			}
 			r, err := b.CreateBucketIfNotExists(bucketRecords)
 			if err != nil {
-				return nil, err
+				return err
 			}
 			// Sequence keys arrive mostly in increasing order: fill pages
 			// completely instead of splitting them in half.
 			r.FillPercent = 1.0
-			wk.bucket, wk.records = b, r
-			works[id] = wk
-			order = append(order, id)
-			return wk, nil
-		}
-		for i := range w.Batches {
-			b := &w.Batches[i]
-			wk, err := get(b.Agent)
-			if err != nil {
-				return err
-			}
-			wk.acked = true
-			a := &wk.a
-			switch {
-			case a.cov.ContainsAll(b.First, b.Last):
-				n := uint64(len(b.Entries))
-				a.duplicates += n
-				res.Duplicates += n
-				continue
-			}
-			overlaps := a.cov.Overlaps(b.First, b.Last)
-			for _, e := range b.Entries {
-				if overlaps && a.cov.Contains(e.Seq) {
-					a.duplicates++
-					res.Duplicates++
-					continue
-				}
+			for _, e := range ap.Records {
 				key := keys[:8:8]
 				keys = keys[8:]
 				binary.BigEndian.PutUint64(key, e.Seq)
-				if err := wk.records.Put(key, e.Raw); err != nil {
+				if err := r.Put(key, e.Raw); err != nil {
 					return err
 				}
-				a.received++
-				res.Stored++
-				if n, ok := GapCount(e.Raw); ok {
-					a.declared += n
-					res.Declared += n
-				}
 			}
-			a.cov.Add(b.First, b.Last)
-		}
-		for _, su := range w.Statuses {
-			wk, err := get(su.Status.Agent)
-			if err != nil {
+			// A fresh buffer per agent: bbolt keeps a reference to the
+			// value until the commit (a shared buffer once gave every agent
+			// of a write the last one's state on disk).
+			if err := b.Put(keyState, encodeState(nil, a)); err != nil {
 				return err
 			}
-			a := &wk.a
-			if a.hasStatus && su.Status.BdSeq < a.bdseq {
-				res.Stale++
-				continue
-			}
-			a.hasStatus, a.bdseq = true, su.Status.BdSeq
-			a.online = su.Status.State == wire.StateOnline
-			a.status = bytes.Clone(su.Raw)
-			if a.online {
-				a.birth = a.status
-				if n := markAckedBefore(a, su.Status.AckedThrough); n > 0 {
-					res.AckedBefore += n
-					wk.acked = true
-				}
-			}
-			wk.status = true
-		}
-		for _, hu := range w.Health {
-			wk, err := get(hu.Agent)
-			if err != nil {
-				return err
-			}
-			wk.a.health = bytes.Clone(hu.Raw)
-			wk.health = true
-		}
-		var buf []byte
-		for _, id := range order {
-			wk := works[id]
-			buf = encodeState(buf[:0], &wk.a)
-			if err := wk.bucket.Put(keyState, buf); err != nil {
-				return err
-			}
-			if wk.status {
-				if err := wk.bucket.Put(keyStatus, wk.a.status); err != nil {
+			if ap.StatusChanged {
+				if err := b.Put(keyStatus, a.Status); err != nil {
 					return err
 				}
-				if wk.a.online {
-					if err := wk.bucket.Put(keyBirth, wk.a.birth); err != nil {
+				if a.Online {
+					if err := b.Put(keyBirth, a.Birth); err != nil {
 						return err
 					}
 				}
 			}
-			if wk.health {
-				if err := wk.bucket.Put(keyHealth, wk.a.health); err != nil {
+			if ap.HealthChanged {
+				if err := b.Put(keyHealth, a.Health); err != nil {
 					return err
 				}
 			}
@@ -466,31 +346,11 @@ func (s *Store) Apply(w Write) (Result, error) {
 		return Result{}, fmt.Errorf("hubstore: apply: %w", err)
 	}
 	s.mu.Lock()
-	for _, id := range order {
-		wk := works[id]
-		a := wk.a
-		s.agents[id] = &a
-		if wk.acked {
-			res.Acks = append(res.Acks, wire.Ack{Agent: id, Through: a.cov.Contiguous()})
-		}
+	for _, ap := range plan.Agents {
+		s.agents[ap.State.ID] = &ap.State
 	}
 	s.mu.Unlock()
-	return res, nil
-}
-
-// markAckedBefore covers [1, through] of a as stored by an earlier hub,
-// unless a already covers all of it (or through is 0), and returns how many
-// sequences became covered. Whenever that is above 0, a's contiguous
-// coverage advanced: it was below through and now is at least through.
-func markAckedBefore(a *agent, through uint64) uint64 {
-	if through == 0 || a.cov.ContainsAll(1, through) {
-		return 0
-	}
-	before := a.cov.Count()
-	a.cov.Add(1, through)
-	n := a.cov.Count() - before
-	a.ackedBefore += n
-	return n
+	return plan.Result, nil
 }
 
 // PutStatus stores a status in its own transaction; see Apply. It reports
@@ -516,7 +376,7 @@ func (s *Store) AgentState(id string) (AgentState, bool) {
 	if !ok || s.closed {
 		return AgentState{}, false
 	}
-	return a.snapshot(), true
+	return a.Snapshot(), true
 }
 
 // Agents returns a snapshot of every known agent, sorted by id; nil after
@@ -526,7 +386,7 @@ func (s *Store) Agents() []AgentState {
 	out := make([]AgentState, 0, len(s.agents))
 	if !s.closed {
 		for _, a := range s.agents {
-			out = append(out, a.snapshot())
+			out = append(out, a.Snapshot())
 		}
 	}
 	s.mu.RUnlock()
@@ -548,29 +408,7 @@ func (s *Store) Covered(agentID string, seq uint64) bool {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	a, ok := s.agents[agentID]
-	return ok && a.cov.Contains(seq)
-}
-
-func (a *agent) snapshot() AgentState {
-	// The byte slices of an installed agent are never modified, so they
-	// can be shared with the caller as long as the caller does not write
-	// to them (documented on AgentState users via json.RawMessage).
-	return AgentState{
-		ID:              a.id,
-		Received:        a.received,
-		Duplicates:      a.duplicates,
-		DeclaredDropped: a.declared,
-		AckedBefore:     a.ackedBefore,
-		Contiguous:      a.cov.Contiguous(),
-		Highest:         a.cov.Highest(),
-		Missing:         a.cov.Missing(),
-		HasStatus:       a.hasStatus,
-		Online:          a.online,
-		BdSeq:           a.bdseq,
-		Status:          a.status,
-		Birth:           a.birth,
-		Health:          a.health,
-	}
+	return ok && a.Coverage.Contains(seq)
 }
 
 // Get returns a copy of the stored record of agent at seq, or ErrNotFound.
