@@ -73,6 +73,11 @@ type Hub struct {
 	BackoffMin     Duration `toml:"backoff_min"`
 	BackoffMax     Duration `toml:"backoff_max"`
 	BackoffStable  Duration `toml:"backoff_stable"`
+	// ClockCheckInterval is how often the agent measures its clock's
+	// offset from the hub's; ClockMaxSkew the bound beyond which it
+	// raises a clock.skew alarm (DESIGN.md §9: 5 s, synchronised daily).
+	ClockCheckInterval Duration `toml:"clock_check_interval"`
+	ClockMaxSkew       Duration `toml:"clock_max_skew"`
 }
 
 // Outbox bounds the local queue.
@@ -91,15 +96,17 @@ type Log struct {
 func Defaults() Config {
 	return Config{
 		Hub: Hub{
-			KeepAlive:      Duration(30 * time.Second),
-			BatchRecords:   2000,
-			BatchBytes:     512 << 10,
-			Window:         32,
-			AckTimeout:     Duration(15 * time.Second),
-			HealthInterval: Duration(60 * time.Second),
-			BackoffMin:     Duration(time.Second),
-			BackoffMax:     Duration(2 * time.Minute),
-			BackoffStable:  Duration(time.Minute),
+			KeepAlive:          Duration(30 * time.Second),
+			BatchRecords:       2000,
+			BatchBytes:         512 << 10,
+			Window:             32,
+			AckTimeout:         Duration(15 * time.Second),
+			HealthInterval:     Duration(60 * time.Second),
+			BackoffMin:         Duration(time.Second),
+			BackoffMax:         Duration(2 * time.Minute),
+			BackoffStable:      Duration(time.Minute),
+			ClockCheckInterval: Duration(time.Hour),
+			ClockMaxSkew:       Duration(5 * time.Second),
 		},
 		Outbox:   Outbox{Budget: 1 << 30, ReclaimAbove: 64 << 20},
 		Log:      Log{Format: "json", Level: "info"},
@@ -211,7 +218,8 @@ func (c Config) validate() []string {
 		key string
 		d   Duration
 	}{{"hub.keepalive", h.KeepAlive}, {"hub.ack_timeout", h.AckTimeout}, {"hub.health_interval", h.HealthInterval},
-		{"hub.backoff_min", h.BackoffMin}, {"hub.backoff_max", h.BackoffMax}, {"hub.backoff_stable", h.BackoffStable}}
+		{"hub.backoff_min", h.BackoffMin}, {"hub.backoff_max", h.BackoffMax}, {"hub.backoff_stable", h.BackoffStable},
+		{"hub.clock_check_interval", h.ClockCheckInterval}, {"hub.clock_max_skew", h.ClockMaxSkew}}
 	for _, x := range positive {
 		if x.d <= 0 {
 			bad(x.key, "must be a positive duration such as \"30s\"")

@@ -250,9 +250,10 @@ func splitKey(key string) (rule, agent, subject string) {
 }
 
 // Health applies a health snapshot received at now: oldest unsent record
-// age, outbox disk against its budget, clock skew (the snapshot's time
-// against now, only for a snapshot newer than the last one seen, so a
-// retained one delivered again is not taken for a slow clock), and each
+// age, outbox disk against its budget, clock skew (the offset the agent
+// measured, else the snapshot's time against now; only for a snapshot
+// newer than the last one seen, so a retained one delivered again is not
+// taken for a slow clock), and each
 // reported device's connection.
 func (e *Engine) Health(agent string, h wire.Health, now time.Time) []Alert {
 	a := e.agent(agent)
@@ -277,8 +278,14 @@ func (e *Engine) Health(agent string, h wire.Health, now time.Time) []Alert {
 			EN: fmt.Sprintf("agent %s outbox budget %.0f%% free", agent, free),
 		})
 	}
-	if r := e.rules.ClockSkew; r.Enabled && fresh && !h.Time.IsZero() {
+	if r := e.rules.ClockSkew; r.Enabled && fresh && (h.Clock != nil || !h.Time.IsZero()) {
+		// The agent's own NTP-style measurement over time/req when it
+		// reports one (hub-protocol.md §6); else the snapshot's time
+		// against the hub's clock, which counts the delivery delay too.
 		skew := h.Time.Sub(now)
+		if h.Clock != nil {
+			skew = -time.Duration(h.Clock.OffsetMS * float64(time.Millisecond))
+		}
 		out = e.set(out, RuleClockSkew, agent, "", skew > r.Above.D() || -skew > r.Above.D(), t, 0, now, Summary{
 			ZH: fmt.Sprintf("终端 %s 时钟偏差 %s", agent, skew.Round(time.Second)),
 			EN: fmt.Sprintf("agent %s clock off by %s", agent, skew.Round(time.Second)),

@@ -160,6 +160,12 @@ func TestEngineRules(t *testing.T) {
 				[]string{"resolved oldest_unsent/a1/", "resolved low_disk/a1/outbox", "firing clock_skew/a1/"}},
 			{3 * time.Hour, health{"a1", wire.Health{Time: t0.Add(2*time.Hour - time.Minute)}}, nil}, // the same snapshot again: not a clock
 			{4 * time.Hour, health{"a1", wire.Health{Time: t0.Add(4 * time.Hour)}}, []string{"resolved clock_skew/a1/"}},
+			// The agent's measured offset wins over the snapshot's time:
+			// a snapshot delivered late (its time 5 min old) with a
+			// measured offset of 0.2 s is no skew; a measured 45 s is.
+			{5*time.Hour + 5*time.Minute, health{"a1", wire.Health{Time: t0.Add(5 * time.Hour), Clock: &wire.ClockHealth{OffsetMS: 200}}}, nil},
+			{6 * time.Hour, health{"a1", wire.Health{Time: t0.Add(6 * time.Hour), Clock: &wire.ClockHealth{OffsetMS: -45000}}}, []string{"firing clock_skew/a1/"}},
+			{7 * time.Hour, health{"a1", wire.Health{Time: t0.Add(7 * time.Hour), Clock: &wire.ClockHealth{OffsetMS: 1500}}}, []string{"resolved clock_skew/a1/"}},
 		}},
 		{"a disabled rule never fires", off, []step{
 			{0, rec("a1", 1, 0, "door.alarm", map[string]any{"door": "d1", "alarm": "forced_open", "active": true}), nil},

@@ -54,9 +54,13 @@ type Row struct {
 	// is false for agents whose health carries no allowlist (not a gate).
 	HasAllowlist     bool
 	AllowlistVersion uint64
-	// The clock offset is not in the row: neither the status nor the health
-	// carries one, and the hub's clock responder keeps no per-agent state
-	// (commissioning-report.md §3). The dashboard shows it blank.
+	// ClockOffset is how far the hub's clock is ahead of the agent's, as
+	// the agent last measured it over time/req (health "clock", hub-protocol
+	// §6); HasClock is false until an agent reports one (older agents
+	// never do). ClockSkewed says the agent found it beyond its bound.
+	HasClock    bool
+	ClockOffset time.Duration
+	ClockSkewed bool
 
 	Received   uint64 // records stored
 	Contiguous uint64 // highest contiguous sequence stored
@@ -111,6 +115,10 @@ func RowFrom(a hubstore.AgentState) Row {
 		}
 		if h.Allowlist != nil {
 			r.HasAllowlist, r.AllowlistVersion = true, h.Allowlist.Version
+		}
+		if h.Clock != nil {
+			r.HasClock, r.ClockSkewed = true, h.Clock.Skewed
+			r.ClockOffset = time.Duration(h.Clock.OffsetMS * float64(time.Millisecond))
 		}
 		r.Faults = Faults(h)
 	}

@@ -62,7 +62,8 @@ func state(t testing.TB, id, site, region string, online bool, depth uint64, dev
 	}
 	h := wire.Health{Agent: id, BootID: "b-" + id, Time: t0.Add(time.Minute), Version: "1.2.1",
 		Outbox:    wire.OutboxHealth{Depth: depth, OldestUnsentS: float64(depth)},
-		Allowlist: &wire.AllowlistHealth{Version: 7}}
+		Allowlist: &wire.AllowlistHealth{Version: 7},
+		Clock:     &wire.ClockHealth{OffsetMS: -6250.5, DelayMS: 12, Measured: t0, Skewed: true}}
 	for _, name := range slices.Sorted(maps.Keys(devices)) {
 		h.Devices = append(h.Devices, wire.DeviceHealth{Name: name, Connected: devices[name]})
 	}
@@ -78,7 +79,8 @@ func TestRowFrom(t *testing.T) {
 	want := Row{ID: "a1", Site: "Site <1>", Region: "330106001001", HasStatus: true, Online: false, Since: t0.Add(time.Hour),
 		Version: "1.2.1", BootID: "b-a1", HasHealth: true, OutboxDepth: 5, OldestUnsent: 5 * time.Second,
 		LastHealth: t0.Add(time.Minute), Faults: []string{"device printer", "door d1: forced_open"},
-		HasAllowlist: true, AllowlistVersion: 7, Received: 10, Contiguous: 9}
+		HasAllowlist: true, AllowlistVersion: 7, Received: 10, Contiguous: 9,
+		HasClock: true, ClockOffset: -6250500 * time.Microsecond, ClockSkewed: true}
 	if fmt.Sprint(r) != fmt.Sprint(want) {
 		t.Fatalf("row\n got %+v\nwant %+v", r, want)
 	}

@@ -17,7 +17,9 @@
 //	GET /ui/assets/…         the CSS and JavaScript
 //
 // Labels are Chinese and English ("在线 Online"). The clock offset column
-// stays blank: no status or health message carries one yet.
+// shows the offset the agent last measured against the hub (health
+// "clock"; the hub's clock ahead of the agent's), marked when the agent
+// found it beyond its bound; blank for agents that do not report one.
 //
 // Live rows are patched in place: a row that no longer matches the page's
 // filters (an agent that went offline on an "online" page) stays until the

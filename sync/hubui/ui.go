@@ -103,6 +103,7 @@ func New(opts Options) (*UI, error) {
 		"ago":      u.ago,
 		"since":    u.since,
 		"dur":      fmtDuration,
+		"offset":   fmtOffset,
 		"tm":       fmtTime,
 		"statusZh": statusZh,
 		"links":    func() []Link { return opts.Links },
@@ -406,6 +407,22 @@ func fmtDuration(d time.Duration) string {
 		return "-" + s
 	}
 	return s
+}
+
+// fmtOffset is a clock offset as the agent measured it (the hub's clock
+// ahead of the agent's): "+0.12 s", "-6.3 s", "+2m05s" beyond a minute.
+func fmtOffset(d time.Duration) string {
+	sign := "+"
+	if d < 0 {
+		sign, d = "-", -d
+	}
+	switch {
+	case d < 10*time.Second:
+		return fmt.Sprintf("%s%.2f s", sign, d.Seconds())
+	case d < time.Minute:
+		return fmt.Sprintf("%s%.1f s", sign, d.Seconds())
+	}
+	return sign + fmtDuration(d)
 }
 
 func fmtTime(t time.Time) string {

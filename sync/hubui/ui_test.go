@@ -116,6 +116,7 @@ func (f *fixture) health(agent string, reader bool, alarms ...string) {
 		Allowlist: &wire.AllowlistHealth{Version: 17, Entries: 200},
 		Doors:     []wire.DoorHealth{{ID: "d1", Mode: "normal", Alarms: alarms}},
 		Counters:  map[string]uint64{"wiegand_bad_frames": 6},
+		Clock:     &wire.ClockHealth{OffsetMS: -6250, DelayMS: 8, Measured: t0, Skewed: true},
 	}
 	f.publish(f.topics(agent).Health(), h)
 }
@@ -242,7 +243,7 @@ func TestAgentsTable(t *testing.T) {
 		}
 	}
 	_, body = get(t, f.base+"/ui/?q=kiosk-3")
-	for _, want := range []string{"device reader-in", "1.4.1", "boot-kiosk-3", ">12<", "1m30s", ">17<", "330205001001"} {
+	for _, want := range []string{"device reader-in", "1.4.1", "boot-kiosk-3", ">12<", "1m30s", ">17<", "330205001001", `fault" title="hub clock minus agent clock 中心时钟减设备时钟">-6.25 s<`} {
 		if !strings.Contains(body, want) {
 			t.Errorf("row lacks %q", want)
 		}

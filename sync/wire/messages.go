@@ -62,6 +62,22 @@ type Health struct {
 	Allowlist *AllowlistHealth  `json:"allowlist,omitempty"`
 	Doors     []DoorHealth      `json:"doors,omitempty"`
 	Counters  map[string]uint64 `json:"counters,omitempty"` // bad-input and error counters
+	// Clock is the agent's latest offset from the hub's clock, measured
+	// over time/req (hub-protocol.md §6); absent until one was measured.
+	Clock *ClockHealth `json:"clock,omitempty"`
+}
+
+// ClockHealth is the agent's latest clock check against the hub.
+type ClockHealth struct {
+	// OffsetMS is how far the hub's clock is ahead of the agent's
+	// (negative: the agent is ahead), NTP-style; its error is at most
+	// DelayMS/2.
+	OffsetMS float64   `json:"offset_ms"`
+	DelayMS  float64   `json:"delay_ms"` // the exchange's network round trip
+	Measured time.Time `json:"measured"` // agent clock when the reply arrived
+	// Skewed says |offset| is beyond the agent's bound ([hub]
+	// clock_max_skew); the agent also records a clock.skew alarm.
+	Skewed bool `json:"skewed,omitempty"`
 }
 
 // OutboxHealth describes the agent's backlog.

@@ -43,6 +43,7 @@ const (
 	KindOutboxAlarm  = "outbox.alarm" // the outbox file was corrupt and replaced
 	KindAccess       = "access.decision"
 	KindHealthSample = "health.sample"
+	KindClockSkew    = "clock.skew" // the clock crossed the agent's skew bound (either way)
 )
 
 // Record is one self-describing fact from an agent.

@@ -29,6 +29,7 @@ import (
 	"github.com/kioskedge/kioskedge/agent/command"
 	"github.com/kioskedge/kioskedge/agent/config"
 	agentdevices "github.com/kioskedge/kioskedge/agent/devices"
+	"github.com/kioskedge/kioskedge/cmd/internal/clockwatch"
 	"github.com/kioskedge/kioskedge/cmd/internal/devices"
 	"github.com/kioskedge/kioskedge/sync/outbox"
 	"github.com/kioskedge/kioskedge/sync/uplink"
@@ -58,9 +59,13 @@ type Node struct {
 	// [gate] command_key_file is configured (the cmd topic is then not
 	// subscribed, so every command goes unanswered).
 	Commands *command.Executor
-	cfg      config.Config
-	now      func() time.Time
-	log      *slog.Logger
+	// Clock measures the box's clock offset from the hub's ([hub]
+	// clock_check_interval) for the health snapshot and records a
+	// clock.skew alarm beyond [hub] clock_max_skew.
+	Clock *clockwatch.Watch
+	cfg   config.Config
+	now   func() time.Time
+	log   *slog.Logger
 
 	decorate atomic.Pointer[func(*wire.Health)]
 }
@@ -72,6 +77,9 @@ func (n *Node) DecorateHealth(f func(*wire.Health)) { n.decorate.Store(&f) }
 func (n *Node) decorateHealth(h *wire.Health) {
 	if f := n.decorate.Load(); f != nil {
 		(*f)(h)
+	}
+	if n.Clock != nil {
+		h.Clock = n.Clock.Health()
 	}
 	if n.Commands != nil {
 		if h.Counters == nil {
@@ -207,6 +215,21 @@ func Open(o Options) (*Node, error) {
 		_ = ob.Close()
 		return nil, fmt.Errorf("node: %w", err)
 	}
+	n.Clock, err = clockwatch.New(clockwatch.Options{
+		Session:  n.Uplink.Session(),
+		Topics:   wire.Topics{Root: c.Hub.Root, Agent: c.Agent.ID},
+		Interval: c.Hub.ClockCheckInterval.D(),
+		MaxSkew:  c.Hub.ClockMaxSkew.D(),
+		OnSkew:   n.recordSkew,
+		Now:      o.Now,
+		Logger:   log.With("component", "clock"),
+	})
+	if err != nil {
+		// Only a programming error: the session and topics are set.
+		_ = n.Devices.Close()
+		_ = ob.Close()
+		return nil, fmt.Errorf("node: %w", err)
+	}
 	if c.Gate.CommandKeyFile != "" {
 		if err := n.openCommands(o); err != nil {
 			// The command error is the one worth returning.
@@ -278,10 +301,33 @@ func (n *Node) Run(ctx context.Context) error {
 			n.log.Warn("subscribe to the command topic", "err", err)
 		}
 	}
+	wg.Go(func() { _ = n.Clock.Run(devCtx) }) // returns at ctx end; failed checks are logged and retried
 	err := n.Uplink.Run(ctx)
 	stop()
 	wg.Wait()
 	return err
+}
+
+// recordSkew records the clock crossing its bound (either way) as a
+// clock.skew alarm record (hub-protocol.md §4.3), class critical like the
+// other alarms. A failed append is logged: the health snapshot still says
+// skewed.
+func (n *Node) recordSkew(m clockwatch.Measurement) {
+	state := "ok"
+	if m.Skewed {
+		state = "skewed"
+	}
+	body, _ := json.Marshal(struct { // numbers and a string always encode
+		State    string  `json:"state"`
+		OffsetMS float64 `json:"offset_ms"`
+		DelayMS  float64 `json:"delay_ms"`
+		BoundMS  int64   `json:"bound_ms"`
+	}{state, float64(m.Offset.Microseconds()) / 1000, float64(m.Delay.Microseconds()) / 1000, n.cfg.Hub.ClockMaxSkew.D().Milliseconds()})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := n.Outbox.Append(ctx, wire.Record{Kind: wire.KindClockSkew, Class: wire.ClassCritical, Time: n.now(), Body: body}); err != nil {
+		n.log.Error("record clock skew", "err", err)
+	}
 }
 
 // Close closes the command executor, the devices and then the outbox.
