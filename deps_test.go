@@ -57,6 +57,7 @@ var heavy = map[string][]string{
 	"github.com/eclipse/paho.mqtt.golang": {"sync/uplink"},
 	"go.etcd.io/bbolt":                    {"sync/outbox", "sync/hubstore", "cmd/kbench", "agent/allowlist"}, // kbench: the raw one-commit-per-record baseline; allowlist: the gate's allowlist store, its own file (DESIGN.md §5)
 	"go.bug.st/serial":                    {"drivers/serialport"},
+	"github.com/jackc/pgx":                {"sync/hubpg"}, // the hub's PostgreSQL store
 	"periph.io/x/host":                    {"drivers/gpioline"},
 	"github.com/mochi-mqtt/server":        {"testhw/"},
 	"github.com/creack/pty":               {"testhw/pty"},

@@ -1,0 +1,39 @@
+// Package hubpg is the hub's PostgreSQL store: the same records, agent
+// state and Apply results as sync/hubstore's embedded bbolt store, in a
+// database several hubd processes share (hubd serve -db postgres://…,
+// firmware-specs/hub-protocol.md §13).
+//
+// Schema (created by Open when missing):
+//
+//	records(agent text, seq bigint, raw bytea, PRIMARY KEY (agent, seq))
+//	agents(agent text PRIMARY KEY, received, duplicates, declared,
+//	       acked_before, contiguous, highest bigint, coverage bytea,
+//	       has_status, online boolean, bdseq bigint,
+//	       status, birth, health bytea)
+//
+// records holds every record exactly as received (wire.AppendRecord form);
+// the primary key is the unique (agent, sequence) key. agents holds what
+// hubstore keeps per agent (hubstore.State): counters, the coverage
+// (hubstore.Coverage.AppendEncoded; contiguous and highest are derived
+// copies for SQL readers), the latest accepted status's BdSeq and the raw
+// JSON of the latest status, birth and health.
+//
+// Several processes, one database: Apply runs in one transaction that
+// locks the write's agent rows in sorted id order (INSERT … ON CONFLICT
+// DO NOTHING, then SELECT … ORDER BY agent FOR UPDATE), reads their state
+// from the database, decides with hubstore.PlanWrite (the bbolt store's
+// own logic), inserts the new records (ON CONFLICT (agent, seq) DO
+// NOTHING) and updates the rows. Nothing is decided from memory, so when
+// hub A stores an agent's batch 2 after hub B stored batch 1, A's
+// Result.Acks already include batch 1: every hub's ack is the agent's
+// contiguous coverage as committed. A deadlock or serialization failure
+// is retried. A record insert that hits an existing key (impossible while
+// every writer goes through Apply, since the coverage covers every stored
+// record) is counted as a duplicate.
+//
+// Reads (AgentState, Agents, ForEach, Get) query the database each time;
+// there is no cache, so a hub sees what the other hubs committed.
+//
+// Sequences are stored as bigint: Apply rejects sequences above 2^63-1
+// with hubstore.ErrInvalid. This package is the only importer of pgx.
+package hubpg
