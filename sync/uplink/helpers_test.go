@@ -110,6 +110,7 @@ type fakeHub struct {
 	order  []uint64 // first..last of each batch in arrival order
 	contig uint64
 	bad    int
+	stop   func() // ends the hub's session (also at cleanup)
 }
 
 func startHub(t testing.TB, url, root string, noAck bool) *fakeHub {
@@ -130,7 +131,8 @@ func startHub(t testing.TB, url, root string, noAck bool) *fakeHub {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); h.sess.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done; codec.Close() })
+	h.stop = func() { cancel(); <-done }
+	t.Cleanup(func() { h.stop(); codec.Close() })
 	waitFor(t, "hub connected", h.sess.Connected)
 	return h
 }

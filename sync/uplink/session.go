@@ -78,15 +78,23 @@ type TLSFiles struct {
 // consecutive retry (n from 0) sleeps rand*min(Max, Min*2^n). The count of
 // consecutive retries resets only after a connection stayed up StableAfter,
 // so a flapping broker does not make a fleet reconnect in lock step.
+//
+// Spread, when set, widens the retries after an established connection was
+// lost: from then on each retry sleeps rand*min(Max, max(Spread, Min*2^n))
+// (DelayAfterLoss), so the first reconnect after a broker restart is spread
+// evenly over [0, Spread) and a fleet that lost the broker in the same
+// instant does not come back in the same second; once Min*2^n exceeds
+// Spread it is the plain exponential again. The first connect at boot and
+// the retries of a session that never got a connection are not spread
+// (Delay). Spread is capped at Max, so a short Max (a test's) keeps every
+// wait short; 0 spreads nothing.
 type Backoff struct {
 	Min, Max, StableAfter time.Duration
+	Spread                time.Duration
 }
 
-// Delay returns the sleep before retry number attempt (0-based) for the
-// jitter value r in [0, 1): r*min(Max, Min*2^attempt). It is a pure
-// function; r outside [0, 1) is clamped, a non-positive Min gives 0, and a
-// Max below Min is treated as Min. It never overflows.
-func (b Backoff) Delay(attempt int, r float64) time.Duration {
+// ceiling is min(Max, Min*2^attempt) without overflow; 0 when Min <= 0.
+func (b Backoff) ceiling(attempt int) time.Duration {
 	if b.Min <= 0 {
 		return 0
 	}
@@ -99,7 +107,11 @@ func (b Backoff) Delay(attempt int, r float64) time.Duration {
 		}
 		ceil *= 2
 	}
-	ceil = min(ceil, limit)
+	return min(ceil, limit)
+}
+
+// jitter returns r*ceil for r clamped to [0, 1].
+func jitter(ceil time.Duration, r float64) time.Duration {
 	switch {
 	case r < 0 || r != r: // negative or NaN
 		r = 0
@@ -111,6 +123,56 @@ func (b Backoff) Delay(attempt int, r float64) time.Duration {
 		return ceil
 	}
 	return time.Duration(f)
+}
+
+// Delay returns the sleep before retry number attempt (0-based) for the
+// jitter value r in [0, 1): r*min(Max, Min*2^attempt). It is a pure
+// function; r outside [0, 1) is clamped, a non-positive Min gives 0, and a
+// Max below Min is treated as Min. It never overflows.
+func (b Backoff) Delay(attempt int, r float64) time.Duration {
+	return jitter(b.ceiling(attempt), r)
+}
+
+// DelayAfterLoss is Delay for the retries after an established connection
+// was lost: r*min(Max, max(Spread, Min*2^attempt)). With Spread 0 it is
+// Delay. A pure function, clamped like Delay.
+func (b Backoff) DelayAfterLoss(attempt int, r float64) time.Duration {
+	ceil := b.ceiling(attempt)
+	if b.Spread > ceil {
+		ceil = min(b.Spread, max(b.Max, b.Min))
+	}
+	return jitter(ceil, r)
+}
+
+// retries is a session's reconnect schedule. Run feeds it the events and
+// sleeps what it returns; it reads no clock, so its tests need none.
+type retries struct {
+	b       Backoff
+	attempt int  // consecutive retries since the back-off last reset
+	wasUp   bool // a connection was established once: retries are spread
+}
+
+// connectFailed returns the sleep after a failed connection attempt.
+func (s *retries) connectFailed(r float64) time.Duration {
+	var d time.Duration
+	if s.wasUp {
+		d = s.b.DelayAfterLoss(s.attempt, r)
+	} else {
+		d = s.b.Delay(s.attempt, r)
+	}
+	s.attempt++
+	return d
+}
+
+// connectionLost returns the sleep after an established connection that
+// stayed up for upFor dropped; it resets the back-off if upFor reached
+// StableAfter.
+func (s *retries) connectionLost(upFor time.Duration, r float64) time.Duration {
+	s.wasUp = true
+	if upFor >= s.b.StableAfter {
+		s.attempt = 0
+	}
+	return s.connectFailed(r)
 }
 
 // SessionOptions configures a Session. Zero fields take the defaults
@@ -134,7 +196,8 @@ type SessionOptions struct {
 	OnConnect func(ctx context.Context, s *Session)
 	// OnConnectionLost is called (on Run's goroutine) when a connection drops.
 	OnConnectionLost func(err error)
-	Backoff          Backoff // defaults: Min 1s, Max 2m, StableAfter 1m
+	// Backoff defaults: Min 1s, Max 2m, StableAfter 1m, Spread 0 (none).
+	Backoff Backoff
 	// MaxMessage bounds incoming payloads; larger ones are dropped and
 	// counted in SessionStats.Dropped. Default 4 MiB.
 	MaxMessage int
@@ -158,7 +221,13 @@ type subscription struct {
 	filter string
 	qos    byte
 	h      func(topic string, payload []byte)
+	// optional: a broker refusing it (an ACL) is logged and the
+	// connection kept; a required one refused drops the connection.
+	optional bool
 }
+
+// errRefused marks a subscription the broker refused (SUBACK 0x80).
+var errRefused = errors.New("refused by the broker")
 
 // conn is one established connection.
 type conn struct {
@@ -274,7 +343,7 @@ func NewSession(opts SessionOptions) (*Session, error) {
 	}
 	b := &s.opts.Backoff
 	switch {
-	case b.Min < 0 || b.Max < 0 || b.StableAfter < 0:
+	case b.Min < 0 || b.Max < 0 || b.StableAfter < 0 || b.Spread < 0:
 		return nil, fmt.Errorf("%w: SessionOptions.Backoff has a negative duration", ErrOptions)
 	case b.Min > 0 && b.Max > 0 && b.Max < b.Min:
 		return nil, fmt.Errorf("%w: SessionOptions.Backoff.Max %v < Min %v", ErrOptions, b.Max, b.Min)
@@ -375,7 +444,7 @@ func (s *Session) Run(ctx context.Context) error {
 		_ = s.Close(nil)
 	}()
 
-	attempt := 0
+	sched := retries{b: s.opts.Backoff}
 	for {
 		select {
 		case <-ctx.Done():
@@ -390,8 +459,7 @@ func (s *Session) Run(ctx context.Context) error {
 				return nil
 			}
 			s.failures.Add(1)
-			d := s.opts.Backoff.Delay(attempt, s.rand())
-			attempt++
+			d := sched.connectFailed(s.rand())
 			s.log.Warn("mqtt connect failed", "broker", s.broker, "err", err, "retry_in", d)
 			if !s.sleep(ctx, d) {
 				return nil
@@ -412,15 +480,12 @@ func (s *Session) Run(ctx context.Context) error {
 			return nil
 		}
 		s.lost.Add(1)
-		s.log.Warn("mqtt connection lost", "broker", s.broker, "err", c.lostErr, "up_for", time.Since(up))
+		upFor := time.Since(up)
+		d := sched.connectionLost(upFor, s.rand())
+		s.log.Warn("mqtt connection lost", "broker", s.broker, "err", c.lostErr, "up_for", upFor, "retry_in", d)
 		if s.opts.OnConnectionLost != nil {
 			s.opts.OnConnectionLost(c.lostErr)
 		}
-		if time.Since(up) >= s.opts.Backoff.StableAfter {
-			attempt = 0
-		}
-		d := s.opts.Backoff.Delay(attempt, s.rand())
-		attempt++
 		if !s.sleep(ctx, d) {
 			return nil
 		}
@@ -519,6 +584,10 @@ func (s *Session) connect(ctx context.Context) (*conn, error) {
 	}
 	for _, sub := range subs {
 		if err := s.subscribe(c, sub); err != nil {
+			if sub.optional && errors.Is(err, errRefused) {
+				s.log.Warn("mqtt optional subscription refused, carrying on without it", "err", err)
+				continue
+			}
 			s.subMu.Unlock()
 			s.dropConn(c)
 			c.client.Disconnect(0)
@@ -592,7 +661,7 @@ func (s *Session) subscribe(c *conn, sub subscription) error {
 	if st, ok := tok.(*mqtt.SubscribeToken); ok {
 		for _, code := range st.Result() {
 			if code == 0x80 {
-				return fmt.Errorf("uplink: subscribe %q: refused by the broker", sub.filter)
+				return fmt.Errorf("uplink: subscribe %q: %w", sub.filter, errRefused)
 			}
 		}
 	}
@@ -608,10 +677,25 @@ func (s *Session) subscribe(c *conn, sub subscription) error {
 // the immediate subscription fails (the filter stays remembered and is
 // retried on the next connect).
 func (s *Session) Subscribe(filter string, qos byte, h func(topic string, payload []byte)) error {
-	if filter == "" || qos > 2 || h == nil {
+	return s.remember(subscription{filter: filter, qos: qos, h: h})
+}
+
+// subscribeOptional is Subscribe for a subscription the session can live
+// without: when the broker refuses it (an ACL), the refusal is logged and
+// the connection kept, and it is asked for again on the next connect.
+func (s *Session) subscribeOptional(filter string, qos byte, h func(topic string, payload []byte)) error {
+	err := s.remember(subscription{filter: filter, qos: qos, h: h, optional: true})
+	if errors.Is(err, errRefused) {
+		s.log.Warn("mqtt optional subscription refused, carrying on without it", "err", err)
+		return nil
+	}
+	return err
+}
+
+func (s *Session) remember(sub subscription) error {
+	if sub.filter == "" || sub.qos > 2 || sub.h == nil {
 		return fmt.Errorf("%w: Subscribe needs a filter, QoS 0..2 and a handler", ErrOptions)
 	}
-	sub := subscription{filter: filter, qos: qos, h: h}
 	s.mu.Lock()
 	s.subs = append(s.subs, sub)
 	c := s.cur

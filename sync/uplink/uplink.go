@@ -84,6 +84,7 @@ type Stats struct {
 	RecordsSent   uint64 // records in those batches (resends included)
 	Acks          uint64 // hub acks that released records
 	Rewinds       uint64 // resends from AckedThrough after a reconnect or ack timeout
+	HubRewinds    uint64 // resends because the hub came (back) online (hub-protocol.md §12)
 	AckTimeouts   uint64 // rewinds caused by AckTimeout
 	BadAcks       uint64 // acks that were garbage, oversized or for another agent
 	AcksBeyond    uint64 // acks past what this process has sent, ignored
@@ -126,6 +127,14 @@ type Uplink struct {
 	// the birth (see drain).
 	birthAcked atomic.Uint64
 	inFlight   atomic.Int64
+
+	// The hub's own status (hub-protocol.md §12): hubBack is set when it
+	// turns online, or a new online (another time) replaces the last.
+	hubMu      sync.Mutex
+	hubOnline  bool
+	hubKey     string // the time of the last online status seen
+	hubBack    atomic.Bool
+	hubRewinds atomic.Uint64
 
 	batches, records, acks, rewinds, timeouts, badAcks, beyond atomic.Uint64
 	pubErrs, srcErrs, births                                   atomic.Uint64
@@ -413,6 +422,47 @@ func (u *Uplink) onStatus(_ string, payload []byte) {
 	}
 }
 
+// hubStatusTopic is <root>/v1/$hub/status, where the hub application
+// publishes its own retained state (hub-protocol.md §12; hubrun.HubStatusTopic,
+// whose package the agent does not import).
+func hubStatusTopic(root string) string {
+	return wire.Topics{Root: root, Agent: "$hub"}.Status()
+}
+
+// maxHubStatus bounds the hub status the uplink decodes; the hub's is
+// about 80 bytes.
+const maxHubStatus = 4 << 10
+
+// onHubStatus watches the hub's status on paho's delivery goroutine: when
+// the hub turns online, or a new online replaces the last one (the hub
+// reconnected, its subscriptions renewed first), the drain resends what
+// the hub has not acked at once: batches sent while it was away reached
+// no subscriber, and the ack timeout would otherwise delay them.
+func (u *Uplink) onHubStatus(_ string, payload []byte) {
+	if len(payload) > maxHubStatus {
+		return
+	}
+	var st struct {
+		State string          `json:"state"`
+		Time  json.RawMessage `json:"time"`
+	}
+	if json.Unmarshal(payload, &st) != nil {
+		return // an empty payload clears the retained status: no news
+	}
+	online := st.State == wire.StateOnline
+	u.hubMu.Lock()
+	back := online && (!u.hubOnline || string(st.Time) != u.hubKey)
+	u.hubOnline = online
+	if online {
+		u.hubKey = string(st.Time)
+	}
+	u.hubMu.Unlock()
+	if back {
+		u.hubBack.Store(true)
+		u.poke()
+	}
+}
+
 type inflight struct {
 	last uint64
 	done <-chan error
@@ -433,6 +483,11 @@ func (u *Uplink) Run(ctx context.Context) error {
 		return err
 	}
 	if err := u.sess.Subscribe(u.topics.Status(), 1, u.onStatus); err != nil {
+		return err
+	}
+	// Optional: a broker ACL that keeps agents out of the hub's status
+	// leaves them resending on the ack timeout only.
+	if err := u.sess.subscribeOptional(hubStatusTopic(u.opts.Root), 1, u.onHubStatus); err != nil {
 		return err
 	}
 	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -511,6 +566,15 @@ func (u *Uplink) drain(ctx context.Context) {
 			progress = u.now()
 		}
 		cursor = max(cursor, acked)
+		// The hub is (back) online: what is still in flight may have been
+		// sent while it was away, to no subscriber. Nothing in flight (the
+		// usual case right after a connect, which rewound already): nothing
+		// to resend.
+		if u.hubBack.Swap(false) && len(queue) > 0 {
+			u.hubRewinds.Add(1)
+			u.log.Info("uplink: hub online, resending what it has not acked", "from", acked+1, "in_flight", len(queue))
+			rewind()
+		}
 		for _, f := range queue {
 			select {
 			case err := <-f.done:
@@ -654,7 +718,7 @@ func (u *Uplink) Stats() Stats {
 	ss := u.sess.Stats()
 	return Stats{
 		BatchesSent: u.batches.Load(), RecordsSent: u.records.Load(), Acks: u.acks.Load(),
-		Rewinds: u.rewinds.Load(), AckTimeouts: u.timeouts.Load(), BadAcks: u.badAcks.Load(),
+		Rewinds: u.rewinds.Load(), HubRewinds: u.hubRewinds.Load(), AckTimeouts: u.timeouts.Load(), BadAcks: u.badAcks.Load(),
 		AcksBeyond: u.beyond.Load(), PublishErrors: u.pubErrs.Load(), SourceErrors: u.srcErrs.Load(),
 		Births: u.births.Load(), BdSeq: u.currentBdSeq(), AckedThrough: u.src.AckedThrough(),
 		SentThrough: u.sentThrough.Load(), Connected: ss.Connected, Reconnects: ss.Reconnects,
