@@ -7,9 +7,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"os"
 	"strings"
+	"sync"
 
 	"github.com/kioskedge/kioskedge/drivers/credential"
 	"github.com/kioskedge/kioskedge/sync/sealed"
@@ -40,11 +42,19 @@ var (
 // 'X', hash alike; another kind, encoding or key hashes differently. It
 // never fails; callers check the key's length (NewProtector does).
 func KeyedHash(siteKey []byte, c credential.Credential) string {
-	m := hmac.New(sha256.New, siteKey)
+	return keyedHash(hmac.New(sha256.New, siteKey), c)
+}
+
+// keyedHash is KeyedHash with m, a fresh or Reset HMAC-SHA256 under the
+// site key.
+func keyedHash(m hash.Hash, c credential.Credential) string {
 	// hash.Hash's Write never returns an error.
 	_, _ = io.WriteString(m, HashPrefix)
 	_, _ = io.WriteString(m, c.Normalized())
-	return hex.EncodeToString(m.Sum(nil)[:HashLen])
+	var sum [sha256.Size]byte
+	var out [2 * HashLen]byte
+	hex.Encode(out[:], m.Sum(sum[:0])[:HashLen])
+	return string(out[:])
 }
 
 // NewSiteKey returns SiteKeyLen random bytes, or the random source's error.
@@ -125,6 +135,7 @@ func LoadSiteKey(path string) ([]byte, error) {
 type Protector struct {
 	siteKey []byte
 	hubPub  *sealed.PublicKey
+	macs    sync.Pool // of hash.Hash: HMAC-SHA256 under siteKey, Reset
 }
 
 // NewProtector returns a Protector hashing with siteKey (SiteKeyLen bytes;
@@ -137,8 +148,18 @@ func NewProtector(siteKey []byte, hubPub *sealed.PublicKey) (*Protector, error) 
 	return &Protector{siteKey: append([]byte(nil), siteKey...), hubPub: hubPub}, nil
 }
 
-// Hash returns KeyedHash(siteKey, c).
-func (p *Protector) Hash(c credential.Credential) string { return KeyedHash(p.siteKey, c) }
+// Hash returns KeyedHash(siteKey, c). It reuses HMAC states keyed once,
+// so a call does not set up the key again.
+func (p *Protector) Hash(c credential.Credential) string {
+	m, _ := p.macs.Get().(hash.Hash)
+	if m == nil {
+		m = hmac.New(sha256.New, p.siteKey)
+	}
+	h := keyedHash(m, c)
+	m.Reset()
+	p.macs.Put(m)
+	return h
+}
 
 // CanSeal reports whether a hub key is configured.
 func (p *Protector) CanSeal() bool { return p.hubPub != nil }

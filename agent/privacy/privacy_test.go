@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/kioskedge/kioskedge/drivers/credential"
@@ -186,5 +187,37 @@ func TestSiteKeyFile(t *testing.T) {
 	}
 	if _, err := LoadSiteKey(filepath.Join(dir, "missing")); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("missing: %v", err)
+	}
+}
+
+// TestProtectorHashReuse: Protector.Hash reuses keyed HMAC states; every
+// call, concurrent or after another credential, still equals KeyedHash.
+func TestProtectorHashReuse(t *testing.T) {
+	t.Parallel()
+	p, err := NewProtector(key, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs := []credential.Credential{
+		id("46010219900101123X"), id("460102199001011234"),
+		{Kind: credential.SSCard, Number: "46010219900101123X"},
+	}
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 200 {
+				c := cs[(i+w)%len(cs)]
+				if got := p.Hash(c); got != KeyedHash(key, c) {
+					t.Errorf("call %d: Hash differs from KeyedHash", i)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if got := p.Hash(cs[0]); got != pinned {
+		t.Errorf("hash drifted after reuse: %s, want %s", got, pinned)
 	}
 }
