@@ -73,6 +73,13 @@ type Hub struct {
 	BackoffMin     Duration `toml:"backoff_min"`
 	BackoffMax     Duration `toml:"backoff_max"`
 	BackoffStable  Duration `toml:"backoff_stable"`
+	// ReconnectSpread: after a connection that was up is lost, the
+	// reconnects are spread at random over at least this window (capped at
+	// BackoffMax), so a fleet whose broker restarted does not come back in
+	// the same second (uplink.Backoff.Spread). Default 30s: 1,000 boxes at
+	// about 3-7% per second. "0s" spreads nothing: a box alone on its
+	// broker reconnects within backoff_min, a fleet all at once.
+	ReconnectSpread Duration `toml:"reconnect_spread"`
 	// ClockCheckInterval is how often the agent measures its clock's
 	// offset from the hub's; ClockMaxSkew the bound beyond which it
 	// raises a clock.skew alarm (DESIGN.md §9: 5 s, synchronised daily).
@@ -105,6 +112,7 @@ func Defaults() Config {
 			BackoffMin:         Duration(time.Second),
 			BackoffMax:         Duration(2 * time.Minute),
 			BackoffStable:      Duration(time.Minute),
+			ReconnectSpread:    Duration(30 * time.Second),
 			ClockCheckInterval: Duration(time.Hour),
 			ClockMaxSkew:       Duration(5 * time.Second),
 		},
@@ -224,6 +232,9 @@ func (c Config) validate() []string {
 		if x.d <= 0 {
 			bad(x.key, "must be a positive duration such as \"30s\"")
 		}
+	}
+	if h.ReconnectSpread < 0 {
+		bad("hub.reconnect_spread", "must not be negative (\"0s\" spreads nothing)")
 	}
 	if h.BackoffMax < h.BackoffMin {
 		bad("hub.backoff_max", "smaller than hub.backoff_min")

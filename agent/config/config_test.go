@@ -41,7 +41,7 @@ func TestParseGood(t *testing.T) {
 	if c.Agent.DataDir != "/etc/kioskedge/data" || c.Hub.CertFile != "/etc/kioskedge/box.pem" || c.Hub.CAFile != "/etc/kioskedge/hub-ca.pem" {
 		t.Errorf("paths not resolved: %q %q %q", c.Agent.DataDir, c.Hub.CertFile, c.Hub.CAFile)
 	}
-	if c.Hub.BatchRecords != 2000 || c.Log.Format != "json" {
+	if c.Hub.BatchRecords != 2000 || c.Log.Format != "json" || c.Hub.ReconnectSpread.D() != 30*time.Second {
 		t.Errorf("defaults lost: %+v", c)
 	}
 }
@@ -61,6 +61,7 @@ func TestParseBad(t *testing.T) {
 		{"window range", strings.Replace(good, "window = 16", "window = 0", 1), []string{"hub.window:"}},
 		{"cert without key", strings.Replace(good, `key_file = "box.key"`, "", 1), []string{"hub.key_file:"}},
 		{"not toml", "[[[", []string{"config: invalid"}},
+		{"negative spread", strings.Replace(good, "window = 16", "window = 16\nreconnect_spread = \"-1s\"", 1), []string{"hub.reconnect_spread:"}},
 		{"several at once", strings.Replace(strings.Replace(good, "window = 16", "window = 999", 1), `root = "kioskedge/prov-a"`, "", 1),
 			[]string{"hub.window:", "hub.root: required"}},
 	}
@@ -79,6 +80,16 @@ func TestParseBad(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestReconnectSpreadZero(t *testing.T) {
+	c, err := Parse([]byte(strings.Replace(good, "window = 16", "window = 16\nreconnect_spread = \"0s\"", 1)), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Hub.ReconnectSpread != 0 {
+		t.Fatalf("reconnect_spread = %v, want 0 (no spread)", c.Hub.ReconnectSpread.D())
 	}
 }
 
