@@ -66,6 +66,16 @@ type Options struct {
 	// MosquittoConf holds extra mosquitto.conf lines (Kind Mosquitto
 	// only), appended after the generated listener lines.
 	MosquittoConf string
+	// MaxQueuedMessages and MaxInflightMessages raise mosquitto's
+	// per-client limits for QoS 1 and 2 messages: max_queued_messages
+	// (stock 1,000 queued, beyond which mosquitto drops them) and
+	// max_inflight_messages (stock 20 awaiting the client's ack). 0 keeps
+	// mosquitto's default; negative is an error. A hub subscribed for a
+	// whole fleet needs a queue above the fleet's burst: with the stock
+	// 1,000, a thousand agents coming online at once overflow the hub's
+	// queue and births are dropped. Kind Mosquitto only; Mochi ignores
+	// them (its own per-client limits are 8,192).
+	MaxQueuedMessages, MaxInflightMessages int
 	// TLS, when set, makes the listener a TLS listener (both kinds) and
 	// URL return ssl://. Nil keeps plaintext MQTT.
 	TLS *TLSListener
@@ -216,10 +226,14 @@ func Start(opts Options) (*Broker, error) {
 			}
 		}
 	}
+	if opts.MaxQueuedMessages < 0 || opts.MaxInflightMessages < 0 {
+		return nil, fmt.Errorf("broker: MaxQueuedMessages %d and MaxInflightMessages %d must not be negative",
+			opts.MaxQueuedMessages, opts.MaxInflightMessages)
+	}
 	switch opts.Kind {
 	case Mochi:
 	case Mosquitto:
-		home, err := newMosquittoHome(opts.MosquittoConf, opts.TLS)
+		home, err := newMosquittoHome(mosquittoLimits(opts)+opts.MosquittoConf, opts.TLS)
 		if err != nil {
 			return nil, err
 		}

@@ -273,3 +273,27 @@ func TestRingLogBounded(t *testing.T) {
 		t.Fatalf("ring = %q", got)
 	}
 }
+
+func TestMosquittoLimits(t *testing.T) {
+	for _, tc := range []struct {
+		opts Options
+		want string
+	}{
+		{Options{}, ""},
+		{Options{MaxQueuedMessages: 100000}, "max_queued_messages 100000\n"},
+		{Options{MaxQueuedMessages: 5000, MaxInflightMessages: 100}, "max_queued_messages 5000\nmax_inflight_messages 100\n"},
+	} {
+		if got := mosquittoLimits(tc.opts); got != tc.want {
+			t.Errorf("mosquittoLimits(%+v) = %q, want %q", tc.opts, got, tc.want)
+		}
+	}
+	if _, err := Start(Options{Kind: Mosquitto, MaxQueuedMessages: -1}); err == nil {
+		t.Error("a negative MaxQueuedMessages was accepted")
+	}
+	if _, err := MosquittoPath(); err != nil {
+		t.Skip(skipMessage)
+	}
+	// mosquitto accepts the lines (a bad one makes Start fail with ErrExited).
+	b := ForTest(t, Options{Kind: Mosquitto, MaxQueuedMessages: 5000, MaxInflightMessages: 100})
+	roundtrip(t, b.URL())
+}
