@@ -104,21 +104,29 @@ func TestUplinkHubStatusTriggers(t *testing.T) {
 	}
 	on := func(ts string) string { return `{"state":"online","time":"` + ts + `"}` }
 	for i, tc := range []struct {
-		payload string
-		want    bool
+		payload  string
+		retained bool // sent on subscribing (a connect), not live
+		want     bool
 	}{
-		{"garbage", false},
-		{`{"state":"offline","time":"2026-11-28T20:00:00Z","reason":"will"}`, false},
-		{on("2026-11-28T20:00:00Z"), true},  // online for the first time
-		{on("2026-11-28T20:00:00Z"), false}, // the same retained status again (a reconnect)
-		{on("2026-11-28T20:01:00Z"), true},  // a new hub connection
-		{`{"state":"offline","reason":"shutdown"}`, false},
-		{on("2026-11-28T20:01:00Z"), true}, // online after offline, even with the same time
-		{"", false},                        // the retained status cleared
-		{`{"state":"online","time":"x","pad":"` + strings.Repeat("a", maxHubStatus) + `"}`, false}, // oversized
-		{on("2026-11-28T20:01:00Z"), false},
+		{"garbage", false, false},
+		{`{"state":"offline","time":"2026-11-28T20:00:00Z","reason":"will"}`, false, false},
+		{on("2026-11-28T20:00:00Z"), false, true},  // online for the first time
+		{on("2026-11-28T20:00:00Z"), false, false}, // the same status again
+		{on("2026-11-28T20:00:00Z"), true, false},  // and again on a reconnect
+		{on("2026-11-28T20:01:00Z"), false, true},  // a new hub connection
+		{`{"state":"offline","reason":"shutdown"}`, false, false},
+		{on("2026-11-28T20:01:00Z"), false, true}, // online after offline, even with the same time
+		{"", false, false}, // the retained status cleared
+		{`{"state":"online","time":"x","pad":"` + strings.Repeat("a", maxHubStatus) + `"}`, false, false}, // oversized
+		{on("2026-11-28T20:01:00Z"), false, false},
+		// On a connect, a retained online (even a new one) is remembered
+		// only: the hub was subscribed before anything this connection sent.
+		{on("2026-11-28T20:02:00Z"), true, false},
+		{on("2026-11-28T20:02:00Z"), false, false},
+		{`{"state":"offline","reason":"will"}`, true, false},
+		{on("2026-11-28T20:03:00Z"), false, true},
 	} {
-		u.onHubStatus(hubStatusTopic(testRoot), []byte(tc.payload))
+		u.onHubStatus(hubStatusTopic(testRoot), []byte(tc.payload), tc.retained)
 		if got := u.hubBack.Swap(false); got != tc.want {
 			t.Errorf("step %d %.60q: resend %v, want %v", i, tc.payload, got, tc.want)
 		}

@@ -220,7 +220,9 @@ type SessionStats struct {
 type subscription struct {
 	filter string
 	qos    byte
-	h      func(topic string, payload []byte)
+	// h gets retained set for a message the broker sent because of the
+	// subscription (a retained one), not forwarded live.
+	h func(topic string, payload []byte, retained bool)
 	// optional: a broker refusing it (an ACL) is logged and the
 	// connection kept; a required one refused drops the connection.
 	optional bool
@@ -650,7 +652,7 @@ func (s *Session) subscribe(c *conn, sub subscription) error {
 			s.log.Warn("mqtt message over MaxMessage dropped", "topic", m.Topic(), "bytes", len(p), "max", maxLen)
 			return
 		}
-		h(m.Topic(), p)
+		h(m.Topic(), p, m.Retained())
 	})
 	if !tok.WaitTimeout(subscribeTimeout) {
 		return fmt.Errorf("uplink: subscribe %q: no SUBACK within %v", sub.filter, subscribeTimeout)
@@ -677,13 +679,17 @@ func (s *Session) subscribe(c *conn, sub subscription) error {
 // the immediate subscription fails (the filter stays remembered and is
 // retried on the next connect).
 func (s *Session) Subscribe(filter string, qos byte, h func(topic string, payload []byte)) error {
-	return s.remember(subscription{filter: filter, qos: qos, h: h})
+	if h == nil {
+		return fmt.Errorf("%w: Subscribe needs a filter, QoS 0..2 and a handler", ErrOptions)
+	}
+	return s.remember(subscription{filter: filter, qos: qos, h: func(t string, p []byte, _ bool) { h(t, p) }})
 }
 
 // subscribeOptional is Subscribe for a subscription the session can live
 // without: when the broker refuses it (an ACL), the refusal is logged and
 // the connection kept, and it is asked for again on the next connect.
-func (s *Session) subscribeOptional(filter string, qos byte, h func(topic string, payload []byte)) error {
+// h also gets the message's retained flag.
+func (s *Session) subscribeOptional(filter string, qos byte, h func(topic string, payload []byte, retained bool)) error {
 	err := s.remember(subscription{filter: filter, qos: qos, h: h, optional: true})
 	if errors.Is(err, errRefused) {
 		s.log.Warn("mqtt optional subscription refused, carrying on without it", "err", err)

@@ -438,7 +438,13 @@ const maxHubStatus = 4 << 10
 // reconnected, its subscriptions renewed first), the drain resends what
 // the hub has not acked at once: batches sent while it was away reached
 // no subscriber, and the ack timeout would otherwise delay them.
-func (u *Uplink) onHubStatus(_ string, payload []byte) {
+//
+// A retained status, which the broker sends when the uplink subscribes
+// (on each connect), is only remembered: it was published before this
+// connection sent anything, so the hub it announces was already
+// subscribed, and the connect has resent everything unacked anyway.
+// Resending again would only duplicate what is in flight.
+func (u *Uplink) onHubStatus(_ string, payload []byte, retained bool) {
 	if len(payload) > maxHubStatus {
 		return
 	}
@@ -451,7 +457,7 @@ func (u *Uplink) onHubStatus(_ string, payload []byte) {
 	}
 	online := st.State == wire.StateOnline
 	u.hubMu.Lock()
-	back := online && (!u.hubOnline || string(st.Time) != u.hubKey)
+	back := online && !retained && (!u.hubOnline || string(st.Time) != u.hubKey)
 	u.hubOnline = online
 	if online {
 		u.hubKey = string(st.Time)
