@@ -28,7 +28,7 @@ func TestFleetSuiteTiny(t *testing.T) {
 	}
 	dir := t.TempDir()
 	sz := fleetSize{kind: kind, agents: 20, records: 2, outage: 300 * time.Millisecond,
-		healthIDs: 200, healthRate: 1000, publishers: 2, ackTimeout: time.Second}
+		healthIDs: 200, healthRate: 1000, publishers: 2, ackTimeout: time.Second, spread: 500 * time.Millisecond}
 	rows, err := runFleet(context.Background(), Config{Quick: true, Dir: dir, Progress: tlogWriter{t}}, sz)
 	if err != nil {
 		t.Fatal(err)
