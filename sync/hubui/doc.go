@@ -21,10 +21,18 @@
 // "clock"; the hub's clock ahead of the agent's), marked when the agent
 // found it beyond its bound; blank for agents that do not report one.
 //
-// Live rows are patched in place: a row that no longer matches the page's
-// filters (an agent that went offline on an "online" page) stays until the
-// page is reloaded. Pages are sent with a Content-Security-Policy of
-// 'self' only.
+// Live rows are patched in place, only the cells that changed (so the
+// link to an agent is not replaced under a click): a row that no longer
+// matches the page's filters (an agent that went offline on an "online"
+// page) stays until the page is reloaded. Pages are sent with a
+// Content-Security-Policy of 'self' only.
+//
+// Stable hooks for scripts and the browser test (cmd/hubd): the agents
+// table is table#agents with data-region and data-status (the filters
+// shown); each row tr#row-<id> has data-region, data-status
+// (online/offline/unknown) and data-faults (a count); the agent page has
+// div#agent[data-agent], #agent-status[data-status] and a row per device
+// with data-device and data-connected (true/false).
 //
 // Personal data. Records are read through the hub's records view
 // (hub.Hub.Records), never revealed: sealed fields are shown as the hub

@@ -497,3 +497,33 @@ func TestStopEndsStreams(t *testing.T) {
 		t.Fatal("the event stream outlived the hub")
 	}
 }
+
+// TestStableHooks checks the element ids and data attributes scripts and
+// the browser test (cmd/hubd) rely on, rendered as plain values (a data-on…
+// attribute would be escaped as JavaScript by html/template).
+func TestStableHooks(t *testing.T) {
+	t.Parallel()
+	f := start(t)
+	f.fleet()
+	_, body := get(t, f.base+"/ui/?region=3")
+	for _, want := range []string{
+		`<table id="agents" data-rows="gate-1,kiosk-2,kiosk-3" data-region="3" data-status="">`,
+		`data-region="320101002001" data-status="offline" data-faults="0">`,
+		`data-region="330205001001" data-status="online" data-faults="1">`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("agents table lacks %s", want)
+		}
+	}
+	_, body = get(t, f.base+"/ui/agents/kiosk-3")
+	for _, want := range []string{
+		`<div id="agent" data-agent="kiosk-3">`,
+		`id="agent-status" class="st on" data-status="online">`,
+		`data-device="reader-in" data-connected="false">`,
+		`data-device="printer" data-connected="true">`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("agent page lacks %s", want)
+		}
+	}
+}

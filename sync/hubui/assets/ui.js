@@ -17,13 +17,40 @@
   var es = new EventSource(url);
   es.onopen = function () { if (dot) dot.className = "live on"; };
   es.onerror = function () { if (dot) dot.className = "live"; };
+  // swap makes el what the server rendered. Only the children that changed
+  // are replaced: an unchanged cell (the row's link to its agent) stays the
+  // same element, so a click or a selection in it survives an update (rows
+  // update with every health snapshot).
   function swap(el, html) {
     var t = document.createElement("template");
     t.innerHTML = html.trim();
     var n = t.content.firstElementChild;
     if (!n) return;
-    el.replaceWith(n);
-    n.classList.add("flash");
+    if (n.tagName !== el.tagName || n.children.length !== el.children.length) {
+      el.replaceWith(n);
+      flash(n);
+      return;
+    }
+    var i, a;
+    for (i = el.attributes.length - 1; i >= 0; i--) {
+      a = el.attributes[i];
+      if (!n.hasAttribute(a.name)) el.removeAttribute(a.name);
+    }
+    for (i = 0; i < n.attributes.length; i++) {
+      a = n.attributes[i];
+      if (el.getAttribute(a.name) !== a.value) el.setAttribute(a.name, a.value);
+    }
+    var olds = Array.prototype.slice.call(el.children);
+    var news = Array.prototype.slice.call(n.children);
+    for (i = 0; i < news.length; i++) {
+      if (!olds[i].isEqualNode(news[i])) olds[i].replaceWith(news[i]);
+    }
+    flash(el);
+  }
+  function flash(el) {
+    el.classList.remove("flash");
+    void el.offsetWidth; // restarts the animation
+    el.classList.add("flash");
   }
   es.addEventListener("row", function (e) {
     var d = JSON.parse(e.data);
