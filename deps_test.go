@@ -61,6 +61,7 @@ var heavy = map[string][]string{
 	"periph.io/x/host":                    {"drivers/gpioline"},
 	"github.com/mochi-mqtt/server":        {"testhw/"},
 	"github.com/creack/pty":               {"testhw/pty"},
+	"github.com/chromedp/chromedp":        {}, // _test.go files only (cmd/hubd's browser test): go list's Imports has no test imports
 }
 
 func local(path string) string { return strings.TrimPrefix(strings.TrimPrefix(path, module), "/") }
