@@ -31,6 +31,13 @@
 //	gate: summary swipes=S granted=G denied=D bad_frames=B alarms=A remote_opens=R decisions_at_hub=H
 //
 // before the kiosk line; its records count in the summary like any agent's.
+//
+// Once the hub has seen every agent online the demo prints
+//
+//	kioskdemo: fleet dashboard lists all N agents: http://127.0.0.1:PORT/ui/
+//
+// and with -open (off by default, so the demo runs headless) opens that
+// page in a browser: xdg-open, else chromium.
 package main
 
 import (
@@ -72,6 +79,9 @@ type flags struct {
 	verbose      bool
 	kiosk        bool
 	gate         bool
+	open         bool
+	// openURL opens the dashboard for -open; nil means openInBrowser.
+	openURL func(url string) error
 }
 
 func main() {
@@ -86,6 +96,7 @@ func main() {
 	flag.BoolVar(&f.verbose, "v", false, "log the components' info lines to stderr")
 	flag.BoolVar(&f.kiosk, "kiosk", true, "run a virtual kiosk agent with simulated devices and a demo kiosk page")
 	flag.BoolVar(&f.gate, "gate", true, "run a virtual smart gate agent with simulated doors and Wiegand readers, an allowlist from the hub and a scripted day")
+	flag.BoolVar(&f.open, "open", false, "open the fleet dashboard in a browser (xdg-open, else chromium) once the hub sees every agent")
 	flag.Parse()
 	if f.agents < 1 || f.rate < 1 || f.duration <= 0 {
 		fmt.Fprintln(os.Stderr, "kioskdemo: -agents, -rate and -duration must be positive")
@@ -194,6 +205,9 @@ func run(ctx context.Context, f flags, out io.Writer) (int, error) {
 	defer func() { stopAgents(); agentsDone.Wait() }()
 	tune := func(cfg *config.Config) {
 		cfg.Hub.Broker, cfg.Hub.Plaintext, cfg.Hub.Root = proxy.URL(), true, root
+		if cfg.Agent.Site == "" && cfg.Agent.Region == "" {
+			cfg.Agent.Site, cfg.Agent.Region = demoSite, demoRegion
+		}
 		cfg.Hub.AckTimeout = config.Duration(3 * time.Second)
 		cfg.Hub.HealthInterval = config.Duration(5 * time.Second)
 		cfg.Hub.BackoffMin, cfg.Hub.BackoffMax, cfg.Hub.BackoffStable = config.Duration(fast.Min), config.Duration(fast.Max), config.Duration(fast.StableAfter)
@@ -251,6 +265,13 @@ func run(ctx context.Context, f flags, out io.Writer) (int, error) {
 	// Residents swipe until the duration is up.
 	prodCtx, stopProducers := context.WithTimeout(ctx, f.duration)
 	defer stopProducers()
+	ids := make([]string, len(agents))
+	for i, a := range agents {
+		ids[i] = a.id
+	}
+	var dashboard sync.WaitGroup
+	dashboard.Go(func() { showDashboard(prodCtx, hubSrv, ids, f, out) })
+	defer func() { stopProducers(); dashboard.Wait() }() // before the hub stops
 	var producers sync.WaitGroup
 	for i, a := range agents[:f.agents] {
 		producers.Go(func() { produce(prodCtx, a, synth.NewCommunity(uint64(i+1), 5000, 4, time.Now()), f.rate) })
