@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/kioskedge/kioskedge/sync/export"
+	"github.com/kioskedge/kioskedge/sync/hub/hubrun"
 	"github.com/kioskedge/kioskedge/sync/hubstore"
 	"github.com/kioskedge/kioskedge/sync/wire"
 )
@@ -82,6 +83,9 @@ func importCmd(args []string, stderr io.Writer) error {
 		return fmt.Errorf("import: %d of %d files refused; nothing imported", len(refused), fs.NArg())
 	}
 
+	if hubrun.IsPostgresURL(*db) {
+		return fmt.Errorf("hubd import: -db must be a bbolt file; importing into PostgreSQL is not supported")
+	}
 	store, err := hubstore.Open(*db, hubstore.Options{LockTimeout: 2 * time.Second})
 	if err != nil {
 		return fmt.Errorf("import: %w (if hubd serve is running it holds the store: stop it, import, start it again)", err)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -66,7 +67,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	var (
 		broker    = fs.String("broker", "", "broker URL: ssl://host:8883, or tcp://host:1883 with -plaintext")
 		root      = fs.String("root", "kioskedge", "topic root the agents publish under")
-		db        = fs.String("db", "hubd.db", "path of the hub's bbolt store")
+		db        = fs.String("db", "hubd.db", "the hub's store: a bbolt file path, or a postgres://user:pass@host/db URL (PostgreSQL, shared by hubs run with the same -share)")
 		httpAddr  = fs.String("http", "127.0.0.1:8740", "JSON API listen address; empty for none")
 		share     = fs.String("share", "", "shared-subscription group, to run several hubs side by side")
 		clientID  = fs.String("client-id", "kioskedge-hubd", "MQTT client id")
@@ -104,7 +105,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		ClientID:       *clientID,
 		AllowPlaintext: *plaintext,
 		Root:           *root,
-		DBPath:         *db,
+		DB:             *db, // a path or a postgres:// URL
 		ShareGroup:     *share,
 		HTTPAddr:       *httpAddr,
 		Logger:         log,
@@ -140,7 +141,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log.Info("hubd starting", "root", *root, "db", *db, "http", *httpAddr, "share_group", *share,
+	log.Info("hubd starting", "root", *root, "db", redactDB(*db), "http", *httpAddr, "share_group", *share,
 		"seal_key", *sealKey != "", "reveal_personal_data", *reveal)
 	if *reveal {
 		log.Warn("records API may reveal personal data (requests with reveal=1)")
@@ -155,6 +156,23 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	log.Info("hubd stopped")
 	return nil
+}
+
+// redactDB returns db for the log: a PostgreSQL URL without its password
+// (and without a password=… query parameter), a path as is.
+func redactDB(db string) string {
+	if !hubrun.IsPostgresURL(db) {
+		return db
+	}
+	u, err := url.Parse(db)
+	if err != nil {
+		return "postgres://(unparsable URL)"
+	}
+	if q := u.Query(); q.Has("password") {
+		q.Set("password", "xxxxx")
+		u.RawQuery = q.Encode()
+	}
+	return u.Redacted()
 }
 
 // alertMetrics makes /metrics report alerts firing by rule when cfg has

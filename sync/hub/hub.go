@@ -60,11 +60,24 @@ const (
 	DropStopped      = "stopped"        // arrived while the hub was stopping
 )
 
+// Store is where the hub keeps what agents send: *hubstore.Store (the
+// embedded bbolt store) or *hubpg.Store (PostgreSQL, shared by several
+// hubs). Apply must give hubstore.Apply's Result semantics; with several
+// hubs on one store, Result.Acks must be computed from the shared,
+// committed coverage (hubpg does), so each hub's ack is right even when
+// another hub stored the agent's next batch first.
+type Store interface {
+	Apply(hubstore.Write) (hubstore.Result, error)
+	AgentState(id string) (hubstore.AgentState, bool)
+	Agents() []hubstore.AgentState
+	ForEach(agentID string, from uint64, fn func(seq uint64, raw []byte) error) error
+}
+
 // Options configures New.
 type Options struct {
-	Root      string          // topic root, e.g. "kioskedge/prov-a"; required
-	Store     *hubstore.Store // required; the hub does not close it
-	Transport Transport       // required
+	Root      string    // topic root, e.g. "kioskedge/prov-a"; required
+	Store     Store     // required; the hub does not close it
+	Transport Transport // required
 	// Codec decodes batches; nil makes one with Limits, owned (and closed)
 	// by the hub.
 	Codec  *wire.Codec
@@ -147,12 +160,12 @@ type pendingAck struct {
 	ack  wire.Ack
 }
 
-// Hub ingests event batches, statuses and health into a hubstore.Store and
+// Hub ingests event batches, statuses and health into a Store and
 // publishes end-to-end acks. Create it with New, start it with Run.
 type Hub struct {
 	opts      Options
 	log       *slog.Logger
-	store     *hubstore.Store
+	store     Store
 	tr        Transport
 	codec     *wire.Codec
 	ownCodec  bool

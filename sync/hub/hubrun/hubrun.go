@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/kioskedge/kioskedge/sync/hubalert"
 	"github.com/kioskedge/kioskedge/sync/hubca"
 	"github.com/kioskedge/kioskedge/sync/hubfleet"
+	"github.com/kioskedge/kioskedge/sync/hubpg"
 	"github.com/kioskedge/kioskedge/sync/hubplan"
 	"github.com/kioskedge/kioskedge/sync/hubstore"
 	"github.com/kioskedge/kioskedge/sync/hubui"
@@ -40,8 +42,14 @@ type Config struct {
 	AllowPlaintext bool
 	Backoff        uplink.Backoff // reconnect back-off; zero fields take uplink's defaults
 
-	Root       string // topic root; required
-	DBPath     string // hubstore file; required
+	Root   string // topic root; required
+	DBPath string // hubstore (bbolt) file; required unless DB is set
+	// DB, if set, names the store instead of DBPath: a postgres:// or
+	// postgresql:// URL opens the PostgreSQL store (sync/hubpg), which
+	// several hubs with the same ShareGroup can share; anything else is a
+	// hubstore file path. Setting both DB and a different DBPath is an
+	// error.
+	DB         string
 	ShareGroup string // "" subscribes directly; otherwise $share/<group>/…
 
 	// HTTPAddr is where the JSON API listens, e.g. "127.0.0.1:8740" or
@@ -76,8 +84,9 @@ type Config struct {
 	// Alerts, if set, are the alert rules (hubd -alerts FILE,
 	// firmware-specs/hub-alerts.md): the hub evaluates them over what it
 	// commits, delivers to their webhooks and to <root>/v1/$hub/alerts,
-	// and serves /ui/alerts and /api/alerts. An empty StateFile becomes
-	// DBPath + ".alerts.json".
+	// and serves /ui/alerts and /api/alerts. With a hubstore file, an
+	// empty StateFile becomes the file's path + ".alerts.json"; with
+	// PostgreSQL it is left as configured.
 	Alerts *hubalert.Rules
 
 	// PlanDir, if set, is a roll-out plan directory (hubd plan import):
@@ -100,11 +109,23 @@ type Config struct {
 	Metrics func(*Server) http.Handler
 }
 
+// store is what the Server owns: *hubstore.Store or *hubpg.Store.
+type store interface {
+	hub.Store
+	Close() error
+}
+
+// IsPostgresURL reports whether db names a PostgreSQL database
+// (postgres:// or postgresql://) rather than a hubstore file.
+func IsPostgresURL(db string) bool {
+	return strings.HasPrefix(db, "postgres://") || strings.HasPrefix(db, "postgresql://")
+}
+
 // Server is a running hub: store, MQTT session, ingest and HTTP API.
 type Server struct {
 	cfg     Config
 	log     *slog.Logger
-	store   *hubstore.Store
+	store   store
 	session *uplink.Session
 	hub     *hub.Hub
 	al      *hubal.Server
@@ -129,8 +150,16 @@ type Server struct {
 // it opened and returns ErrConfig for an invalid config, or the failing
 // component's error (store open, TLS files, listen).
 func New(cfg Config) (_ *Server, err error) {
-	if cfg.Root == "" || cfg.DBPath == "" || cfg.Broker == "" {
-		return nil, fmt.Errorf("%w: broker, root and db path are required", ErrConfig)
+	switch {
+	case cfg.DB != "" && cfg.DBPath != "" && cfg.DB != cfg.DBPath:
+		return nil, fmt.Errorf("%w: DB and DBPath name different stores", ErrConfig)
+	case cfg.DB != "" && !IsPostgresURL(cfg.DB):
+		cfg.DBPath, cfg.DB = cfg.DB, ""
+	case cfg.DB != "":
+		cfg.DBPath = ""
+	}
+	if cfg.Root == "" || (cfg.DBPath == "" && cfg.DB == "") || cfg.Broker == "" {
+		return nil, fmt.Errorf("%w: broker, root and db (path or postgres:// URL) are required", ErrConfig)
 	}
 	if cfg.ClientID == "" {
 		cfg.ClientID = "kioskedge-hubd"
@@ -146,8 +175,16 @@ func New(cfg Config) (_ *Server, err error) {
 			_ = s.Close()
 		}
 	}()
-	s.store, err = hubstore.Open(cfg.DBPath, hubstore.Options{Logger: log.With("component", "hubstore")})
+	if cfg.DB != "" {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		s.store, err = hubpg.Open(ctx, cfg.DB, hubpg.Options{Logger: log.With("component", "hubpg")})
+		cancel()
+	} else {
+		s.store, err = hubstore.Open(cfg.DBPath, hubstore.Options{Logger: log.With("component", "hubstore")})
+	}
 	if err != nil {
+		// A nil *Store in the interface would make Close call it.
+		s.store = nil
 		return nil, err
 	}
 	hubStatus := HubStatusTopic(cfg.Root)
@@ -195,7 +232,7 @@ func New(cfg Config) (_ *Server, err error) {
 	var onCommit func(hubstore.Write)
 	if cfg.Alerts != nil {
 		rules := *cfg.Alerts
-		if rules.StateFile == "" {
+		if rules.StateFile == "" && cfg.DBPath != "" {
 			rules.StateFile = cfg.DBPath + ".alerts.json"
 		}
 		tr := Adapt(s.session)
@@ -330,7 +367,7 @@ func (s *Server) Fleet() *hubfleet.Fleet { return s.fleet }
 // Store returns the hub's store, for reading what was stored (ForEach,
 // AgentState). It is valid until Close; the Server owns it, so callers
 // must not close it.
-func (s *Server) Store() *hubstore.Store { return s.store }
+func (s *Server) Store() hub.Store { return s.store }
 
 // Session returns the MQTT session, for its stats.
 func (s *Server) Session() *uplink.Session { return s.session }

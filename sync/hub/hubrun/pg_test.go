@@ -1,0 +1,156 @@
+package hubrun
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kioskedge/kioskedge/sync/outbox"
+	"github.com/kioskedge/kioskedge/sync/uplink"
+	"github.com/kioskedge/kioskedge/sync/wire"
+	"github.com/kioskedge/kioskedge/testhw/broker"
+	"github.com/kioskedge/kioskedge/testhw/pgtest"
+)
+
+// startPGHub runs a hub on the PostgreSQL database dsn in share group
+// "hubs".
+func startPGHub(t *testing.T, url, dsn, clientID string) *running {
+	t.Helper()
+	srv, err := New(Config{Broker: url, AllowPlaintext: true, Backoff: fast, ClientID: clientID,
+		Root: root, DB: dsn, ShareGroup: "hubs", NoClock: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	var once sync.Once
+	r := &running{srv: srv, stop: func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Error(err)
+			}
+			if err := srv.Close(); err != nil {
+				t.Error(err)
+			}
+		})
+	}}
+	t.Cleanup(r.stop)
+	return r
+}
+
+// outboxAgent is a real agent's store-and-forward path: an outbox drained
+// by an uplink.
+type outboxAgent struct {
+	id string
+	ob *outbox.Outbox
+}
+
+// startOutboxAgent opens the outbox, appends backlog records (sent in
+// full batches once the uplink runs) and starts the uplink.
+func startOutboxAgent(t *testing.T, url, id string, backlog int) *outboxAgent {
+	t.Helper()
+	dir := t.TempDir()
+	ob, err := outbox.Open(outbox.Options{Path: filepath.Join(dir, "outbox.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &outboxAgent{id: id, ob: ob}
+	a.append(t, backlog)
+	u, err := uplink.New(uplink.Options{
+		Session: uplink.SessionOptions{Broker: url, AllowPlaintext: true, Backoff: fast},
+		Root:    root, Agent: id, BootID: "boot-" + id, Version: "test",
+		// Small batches and a small window: many batches, split by the
+		// shared subscription between the two hubs.
+		BatchRecords: 25, Window: 4, AckTimeout: 3 * time.Second, HealthInterval: time.Hour,
+		BdSeqPath: filepath.Join(dir, "bdseq"),
+	}, ob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- u.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+		if err := ob.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return a
+}
+
+func (a *outboxAgent) append(t *testing.T, n int) {
+	t.Helper()
+	for i := range n {
+		_, err := a.ob.Append(context.Background(), wire.Record{Kind: wire.KindAccess, Class: wire.ClassCritical,
+			Time: time.Unix(1_700_000_000, 0), Body: fmt.Appendf(nil, `{"i":%d}`, i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// Two hubs on one PostgreSQL database share the agents' batches through a
+// shared subscription: every record is stored exactly once, every agent
+// is acked through its last record, and both hubs took part.
+func TestTwoHubsOnePostgres(t *testing.T) {
+	pg := pgtest.Start(t)
+	broker.Each(t, func(t *testing.T, b *broker.Broker) {
+		t.Parallel()
+		db := "hubs_" + string(b.Kind())
+		if err := pg.CreateDatabase(db); err != nil {
+			t.Fatal(err)
+		}
+		dsn := pg.DSN(db)
+		hubs := []*running{startPGHub(t, b.URL(), dsn, "hub-a"), startPGHub(t, b.URL(), dsn, "hub-b")}
+		const agents, records = 4, 400
+		var as []*outboxAgent
+		for i := range agents {
+			as = append(as, startOutboxAgent(t, b.URL(), fmt.Sprintf("kiosk-%d", i), records*3/4))
+		}
+		for _, a := range as { // more while the backlog drains
+			a.append(t, records/4)
+		}
+		for _, a := range as {
+			eventually(t, a.id+" acked through the end", func() bool { return a.ob.AckedThrough() == records })
+		}
+		store := hubs[0].srv.Store()
+		for _, a := range as {
+			st, ok := store.AgentState(a.id)
+			if !ok || st.Received != records || st.Contiguous != records || st.Highest != records {
+				t.Fatalf("%s: state %+v", a.id, st)
+			}
+			next := uint64(1)
+			err := hubs[1].srv.Store().ForEach(a.id, 1, func(seq uint64, _ []byte) error {
+				if seq != next {
+					return fmt.Errorf("record %d where %d was expected", seq, next)
+				}
+				next++
+				return nil
+			})
+			if err != nil || next != records+1 {
+				t.Fatalf("%s: records 1..%d: %v", a.id, next-1, err)
+			}
+		}
+		var stored [2]uint64
+		for i, h := range hubs {
+			s := h.srv.Hub().Stats()
+			stored[i] = s.Records
+			t.Logf("hub %d: %d batches, %d records stored, %d duplicates", i, s.Batches, s.Records, s.Duplicates)
+		}
+		if stored[0] == 0 || stored[1] == 0 {
+			t.Fatalf("the shared subscription did not split the ingest: %v", stored)
+		}
+		if stored[0]+stored[1] != agents*records {
+			t.Fatalf("hubs stored %d records in all, want %d", stored[0]+stored[1], agents*records)
+		}
+	})
+}
