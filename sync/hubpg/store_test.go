@@ -70,7 +70,13 @@ func TestGetAndClosed(t *testing.T) {
 // A record already in the table but outside the coverage (written behind
 // Apply's back) is counted as a duplicate, not stored twice.
 func TestConflictCountsDuplicate(t *testing.T) {
-	s := openDB(t, newDB(t), Options{})
+	for _, mode := range []insertMode{insertCopy, insertUnnest} {
+		t.Run(fmt.Sprint(mode), func(t *testing.T) { testConflictCountsDuplicate(t, mode) })
+	}
+}
+
+func testConflictCountsDuplicate(t *testing.T, mode insertMode) {
+	s := openDB(t, newDB(t), Options{insertMode: mode})
 	if _, err := s.pool.Exec(context.Background(), `INSERT INTO records VALUES ('a', 2, '\x00')`); err != nil {
 		t.Fatal(err)
 	}
@@ -86,8 +92,7 @@ func TestConflictCountsDuplicate(t *testing.T) {
 	}
 }
 
-// recordCount returns how many rows records holds for agent, and whether
-// they are exactly 1..n.
+// storedSeqs returns the sequences stored for agent, in order.
 func storedSeqs(t *testing.T, s *Store, agent string) []uint64 {
 	t.Helper()
 	var seqs []uint64
