@@ -31,10 +31,10 @@
 // writer goes through Apply, since the coverage covers every stored
 // record) fails the COPY; the transaction is then redone with INSERT …
 // ON CONFLICT (agent, seq) DO NOTHING RETURNING and the record counted as
-// a duplicate. COPY is the fastest of the three ways measured
-// (BenchmarkApply: COPY, one INSERT … SELECT FROM unnest(arrays) ON
-// CONFLICT DO NOTHING, and COPY into a temp table then INSERT … SELECT ON
-// CONFLICT, slowest).
+// a duplicate. COPY was the fastest of three ways measured: COPY, one
+// INSERT … SELECT FROM unnest(arrays) ON CONFLICT DO NOTHING (kept in
+// BenchmarkApply for comparison, about half the rate), and COPY into a
+// temp table then INSERT … SELECT ON CONFLICT (slowest, dropped).
 //
 // Reads (AgentState, Agents, ForEach, Get) query the database each time;
 // there is no cache, so a hub sees what the other hubs committed.

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kioskedge/kioskedge/sync/hubpg"
 	"github.com/kioskedge/kioskedge/sync/outbox"
 	"github.com/kioskedge/kioskedge/sync/uplink"
 	"github.com/kioskedge/kioskedge/sync/wire"
@@ -111,6 +112,9 @@ func TestTwoHubsOnePostgres(t *testing.T) {
 		}
 		dsn := pg.DSN(db)
 		hubs := []*running{startPGHub(t, b.URL(), dsn, "hub-a"), startPGHub(t, b.URL(), dsn, "hub-b")}
+		if _, ok := hubs[0].srv.Store().(*hubpg.Store); !ok {
+			t.Fatalf("a postgres:// DB opened %T", hubs[0].srv.Store())
+		}
 		const agents, records = 4, 400
 		var as []*outboxAgent
 		for i := range agents {
@@ -153,4 +157,34 @@ func TestTwoHubsOnePostgres(t *testing.T) {
 			t.Fatalf("hubs stored %d records in all, want %d", stored[0]+stored[1], agents*records)
 		}
 	})
+}
+
+func TestConfigDB(t *testing.T) {
+	if !IsPostgresURL("postgres://u:p@h/db") || !IsPostgresURL("postgresql://h/db") || IsPostgresURL("/var/lib/hubd.db") {
+		t.Fatal("IsPostgresURL")
+	}
+	dir := t.TempDir()
+	// DB as a path is the bbolt store, as DBPath is.
+	srv, err := New(Config{Broker: "tcp://127.0.0.1:1", AllowPlaintext: true, Root: root, DB: filepath.Join(dir, "a.db"), NoClock: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := srv.Store().(interface{ Path() string }); !ok {
+		t.Errorf("DB as a path opened %T, want the bbolt store", srv.Store())
+	}
+	if err := srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for name, cfg := range map[string]Config{
+		"no db":     {Broker: "tcp://127.0.0.1:1", Root: root},
+		"both":      {Broker: "tcp://127.0.0.1:1", Root: root, DB: "postgres://h/db", DBPath: filepath.Join(dir, "b.db")},
+		"bad url":   {Broker: "tcp://127.0.0.1:1", Root: root, DB: "postgres://%zz"},
+		"no broker": {Root: root, DB: filepath.Join(dir, "c.db")},
+	} {
+		cfg.AllowPlaintext = true
+		if srv, err := New(cfg); err == nil {
+			srv.Close()
+			t.Errorf("%s: New succeeded", name)
+		}
+	}
 }
