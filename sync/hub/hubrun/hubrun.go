@@ -137,6 +137,9 @@ type Server struct {
 	mux *http.ServeMux
 	// alerts evaluates and delivers alerts; nil without Config.Alerts.
 	alerts *hubalert.Service
+	// shared runs the alerts on the leader of the hubs on one PostgreSQL
+	// database (leader.go); nil otherwise.
+	shared *sharedAlerts
 	// fleet is the dashboard's view of the agents; nil without HTTP.
 	fleet *hubfleet.Fleet
 	ui    *hubui.UI // the dashboard; nil without HTTP
@@ -236,7 +239,10 @@ func New(cfg Config) (_ *Server, err error) {
 			rules.StateFile = cfg.DBPath + ".alerts.json"
 		}
 		tr := Adapt(s.session)
-		s.alerts, err = hubalert.New(hubalert.Options{Rules: rules, Root: cfg.Root,
+		if err = s.shareAlerts(); err != nil {
+			return nil, err
+		}
+		s.alerts, err = hubalert.New(hubalert.Options{Rules: rules, Root: cfg.Root, State: s.alertState(),
 			Publish: func(topic string, qos byte, retained bool, payload []byte) <-chan error {
 				return tr.PublishAsync(hub.Message{Topic: topic, QoS: qos, Retained: retained, Payload: payload})
 			},
@@ -244,7 +250,7 @@ func New(cfg Config) (_ *Server, err error) {
 		if err != nil {
 			return nil, err
 		}
-		onCommit = s.alerts.Offer
+		onCommit = s.offerAlert
 	}
 	s.hub, err = hub.New(hub.Options{
 		Root:       cfg.Root,
@@ -423,8 +429,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	if s.alerts != nil {
 		wg.Go(func() {
-			// Run returns nil when hubCtx ends.
-			_ = s.alerts.Run(hubCtx)
+			s.runAlerts(hubCtx) // leader.go
 		})
 	}
 	if s.enrol != nil {
@@ -482,6 +487,7 @@ func (s *Server) Close() error {
 			// Close only saves the state; failures are counted and logged.
 			_ = s.alerts.Close()
 		}
+		s.closeShared() // after the alerts' last save
 		if s.store != nil {
 			s.closeErr = s.store.Close()
 		}
