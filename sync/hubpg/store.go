@@ -177,6 +177,9 @@ func (s *Store) Apply(w hubstore.Write) (hubstore.Result, error) {
 		return hubstore.Result{}, err
 	}
 	defer done()
+	if len(w.Batches)+len(w.Statuses)+len(w.Health) == 0 {
+		return hubstore.Result{}, nil
+	}
 	careful := false
 	for attempt := 1; ; attempt++ {
 		res, err := s.apply(ctx, &w, careful)
