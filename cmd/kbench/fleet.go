@@ -153,7 +153,7 @@ func fleetSuite(ctx context.Context, cfg Config) ([]Row, error) {
 	if _, err := broker.MosquittoPath(); err != nil {
 		return nil, fmt.Errorf("the fleet suite runs against a real Mosquitto: %w (apt-get install -y mosquitto)", err)
 	}
-	return runFleet(ctx, cfg, sz)
+	return withIngest(ctx, cfg)(runFleet(ctx, cfg, sz)) // row (c): fleet_ingest.go
 }
 
 func runFleet(ctx context.Context, cfg Config, sz fleetSize) ([]Row, error) {
