@@ -137,6 +137,10 @@ type Options struct {
 	// RebirthInterval is the least time between two agent.rebirth to one
 	// agent; default DefaultRebirthInterval.
 	RebirthInterval time.Duration
+	// GapSweep is how often the committer looks again at agents with a
+	// missing range, so a gap ages into an event (and a rebirth) even when
+	// the agent publishes nothing more; default GapAge/4 within [1 s, 30 s].
+	GapSweep time.Duration
 	// Now is the clock of the lifecycle detector and the ack latency; nil
 	// means time.Now.
 	Now func() time.Time
@@ -249,6 +253,9 @@ func New(opts Options) (*Hub, error) {
 	}
 	if opts.GapAge <= 0 {
 		opts.GapAge = DefaultGapAge
+	}
+	if opts.GapSweep <= 0 {
+		opts.GapSweep = min(max(opts.GapAge/4, time.Second), 30*time.Second)
 	}
 	if opts.RebirthInterval <= 0 {
 		opts.RebirthInterval = DefaultRebirthInterval
@@ -367,10 +374,14 @@ func (h *Hub) stop() { h.stopOnce.Do(func() { close(h.stopping) }) }
 // commitLoop takes queued items in groups and commits them until ctx ends.
 func (h *Hub) commitLoop(ctx context.Context, pending chan<- pendingAck) {
 	var group []item
+	sweep := time.NewTicker(h.opts.GapSweep)
+	defer sweep.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-sweep.C:
+			h.lifecycleSweep()
 		case it := <-h.queue:
 			group = h.fill(append(group[:0], it))
 			h.commit(group, pending)

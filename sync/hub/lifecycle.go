@@ -154,6 +154,23 @@ func (h *Hub) lifecycleGaps(agents []string) {
 	}
 }
 
+// lifecycleSweep runs on the committer every Options.GapSweep: the agents
+// with a standing missing range are looked at again, so a gap ages into an
+// event while its agent stays silent (a box whose batches were lost and
+// which has nothing new to send).
+func (h *Hub) lifecycleSweep() {
+	h.lc.mu.Lock()
+	var ids []string
+	for id, s := range h.lc.agents {
+		if !s.info.GapSince.IsZero() {
+			ids = append(ids, id)
+		}
+	}
+	h.lc.mu.Unlock()
+	slices.Sort(ids)
+	h.lifecycleGaps(ids)
+}
+
 // lifecycleEvent records event for agent (counter, log, API row) and asks
 // the agent for a rebirth when the hub can sign one and has not asked it
 // within RebirthInterval.

@@ -144,6 +144,34 @@ func TestGapTriggersRebirth(t *testing.T) {
 	}
 }
 
+// TestGapAgesWhileAgentSilent: a missing range is counted as a gap (and a
+// rebirth asked for) once it outlives GapAge even if the agent publishes
+// nothing more: the committer's sweep looks again.
+func TestGapAgesWhileAgentSilent(t *testing.T) {
+	pub, priv, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk := &lcClock{t: t0}
+	f := start(t, filepath.Join(t.TempDir(), "hub.db"), func(o *Options) {
+		o.GapAge, o.RebirthInterval, o.Now, o.CommandKey = time.Minute, 10*time.Minute, clk.Now, priv
+		o.GapSweep = 5 * time.Millisecond
+	})
+	for _, r := range [][2]uint64{{1, 3}, {6, 10}} {
+		n := f.hub.Stats().Commits
+		f.events("a1", encode(t, "a1", r[0], r[1]))
+		f.waitHub(func() bool { return f.hub.Stats().Commits > n })
+	}
+	if s := f.hub.Stats(); s.Gaps != 0 {
+		t.Fatalf("a young gap counted: %+v", s)
+	}
+	clk.Advance(61 * time.Second)
+	f.wait(func() bool { return f.hub.Stats().Gaps == 1 && len(f.tr.rebirths(t, pub)) == 1 })
+	if lc := f.hub.Lifecycle(); len(lc) != 1 || lc[0].LastEvent != EventGap || lc[0].Rebirths != 1 {
+		t.Fatalf("lifecycle after the sweep: %+v", lc)
+	}
+}
+
 // TestStaleStatusAndBootWithoutDeath: a status with a lower bdseq than the
 // stored one, and a birth with a new boot id over a birth, are recorded
 // and (with a key) answered with one rebirth per interval; the hub's own
