@@ -28,25 +28,29 @@ import (
 //
 // A private PostgreSQL cluster (testhw/pgtest, in a temporary directory)
 // and a real Mosquitto (Mochi when it is missing; the progress line says
-// so). Each run gets a fresh database and fresh hub processes (hubrun,
-// hubd's server, as children of kbench: -db postgres://…, one
-// shared-subscription group "ingest"; the baseline's one instance is in
-// the same group), then the same agents (uplinks in kbench's process,
-// each with an in-memory backlog of the same records, batches of
-// ingestBatch records) connect and drain their backlog at once. The rate
-// is the records stored per second, counted in PostgreSQL (the agents
-// table's received counts, polled every 100 ms), between 10% and 90% of
-// the total, so the agents' connect and the last stragglers are left
-// out. Every record must be stored and acked in both runs.
+// so). Six runs: one hub, two, two, one, one, two (ingestOrder). Each run
+// gets a fresh database and fresh hub processes (hubrun, hubd's server,
+// as children of kbench: -db postgres://…, shared-subscription group
+// "ingest"; the baseline's one instance is in the same group), then the
+// same agents (uplinks in kbench's process, each with an in-memory
+// backlog of the same records, batches of ingestBatch records) connect
+// and drain their backlog at once. A run's rate is the records stored
+// per second, counted in PostgreSQL (the agents table's received counts,
+// polled every 100 ms), between 10% and 90% of the total, so the agents'
+// connect and the last stragglers are left out. Every record must be
+// stored and acked in every run.
 //
-// Row: fleet/ingest_2x_ratio, value the two instances' records/s,
-// baseline one instance's, ratio the first over the second: the target
-// is ≥ 0.9 on one 2-core machine, where the hubs, PostgreSQL, the broker
-// and the agents all share the two cores (on separate machines the
-// second instance adds its own CPU).
+// Row: fleet/ingest_2x_ratio, value the two instances' records/s (the
+// median of their three runs), baseline one instance's (likewise), ratio
+// the first over the second. The target is ≥ 0.9 on one 2-core machine,
+// where the hubs, PostgreSQL, the broker and the agents all share the
+// two cores; on separate machines the second instance adds its own CPU.
+// One hub's ingest is bound by its commit latency as much as by CPU (its
+// committer waits for each PostgreSQL commit before the next; two hubs'
+// commits overlap), so two can beat one even here.
 //
-// Sizes: 100 agents × 5,000 records (500,000 per run, about 15 s each
-// here); -quick: 20 agents × 2,500.
+// Sizes: 100 agents × 3,000 records (300,000 per run, 2 to 5 s of ingest
+// each here, about 40 s in all); -quick: 20 agents × 1,500.
 
 // ingestSize is what row (c) measures; the test shrinks it.
 type ingestSize struct {
@@ -63,6 +67,12 @@ const (
 	ingestDeadline = 3 * time.Minute
 	envIngestHub   = "KBENCH_INGEST_HUB" // set: run as an ingest hub child (JSON ingestHubArgs)
 )
+
+// ingestOrder is the hubs of each run, interleaved so a drift over the
+// runs (the database's size, the machine's other load) weighs on both
+// alike; each one's median is kept, so one run disturbed by another
+// process does not decide the row.
+var ingestOrder = []int{1, 2, 2, 1, 1, 2}
 
 type ingestHubArgs struct {
 	Broker, DSN, ClientID string
@@ -81,9 +91,9 @@ func withIngest(ctx context.Context, cfg Config) func([]Row, error) ([]Row, erro
 		if ctx.Err() != nil {
 			return rows, err
 		}
-		sz := ingestSize{kind: broker.Mosquitto, agents: 100, records: 5000}
+		sz := ingestSize{kind: broker.Mosquitto, agents: 100, records: 3000}
 		if cfg.Quick {
-			sz.agents, sz.records = 20, 2500
+			sz.agents, sz.records = 20, 1500
 		}
 		if _, merr := broker.MosquittoPath(); merr != nil {
 			cfg.progressf("fleet: ingest: %v; row c runs against Mochi here", merr)
@@ -123,18 +133,21 @@ func runIngest(ctx context.Context, cfg Config, sz ingestSize) (Row, error) {
 		return Row{}, err
 	}
 	defer b.Close()
-	var rates [2]float64
-	for i, hubs := range []int{1, 2} {
-		db := fmt.Sprintf("ingest_%dx", hubs)
+	var runs [2][]float64 // records/s of each run, by hubs-1
+	for i, hubs := range ingestOrder {
+		db := fmt.Sprintf("ingest_%d_%dx", i, hubs)
 		if err := pg.CreateDatabase(db); err != nil {
 			return Row{}, err
 		}
-		if rates[i], err = ingestOnce(ctx, cfg, b, pg.DSN(db), hubs, sz); err != nil {
+		r, err := ingestOnce(ctx, cfg, b, pg.DSN(db), hubs, sz)
+		if err != nil {
 			return Row{}, fmt.Errorf("%d hub(s): %w", hubs, err)
 		}
+		runs[hubs-1] = append(runs[hubs-1], r)
 	}
+	rates := [2]float64{percentile(runs[0], 0.5), percentile(runs[1], 0.5)}
 	against := fmt.Sprintf("one hub instance: same shared-subscription group, database, broker (%s), %d agents × %d records; "+
-		"every process on the same 2 cores", sz.kind, sz.agents, sz.records)
+		"median of 3 runs each, run 1-2-2-1-1-2; every process on the same 2 cores", sz.kind, sz.agents, sz.records)
 	cfg.progressf("fleet: ingest: one hub %.0f records/s, two hubs %.0f records/s: %.2f×", rates[0], rates[1], rates[1]/rates[0])
 	return newRow("fleet", "ingest_2x_ratio", rates[1], "records/s", rates[0], against), nil
 }
