@@ -36,7 +36,7 @@ import (
 // backlog of the same records, batches of ingestBatch records) connect
 // and drain their backlog at once. A run's rate is the records stored
 // per second, counted in PostgreSQL (the agents table's received counts,
-// polled every 100 ms), between 10% and 90% of the total, so the agents'
+// polled every 50 ms), between 10% and 90% of the total, so the agents'
 // connect and the last stragglers are left out. Every record must be
 // stored and acked in every run.
 //
@@ -50,7 +50,7 @@ import (
 // commits overlap), so two can beat one even here.
 //
 // Sizes: 100 agents × 3,000 records (300,000 per run, 2 to 5 s of ingest
-// each here, about 40 s in all); -quick: 20 agents × 1,500.
+// each here, about 40 s in all); -quick: 20 agents × 5,000 (about 1 s).
 
 // ingestSize is what row (c) measures; the test shrinks it.
 type ingestSize struct {
@@ -62,7 +62,8 @@ type ingestSize struct {
 const (
 	ingestRoot  = "kbench/ingest"
 	ingestShare = "ingest"
-	ingestBatch = 100 // records per batch: many batches to share out
+	ingestBatch = 100                   // records per batch: many batches to share out
+	ingestPoll  = 50 * time.Millisecond // how often the stored count is read
 	// ingestDeadline bounds one run: waiting longer is a failure.
 	ingestDeadline = 3 * time.Minute
 	envIngestHub   = "KBENCH_INGEST_HUB" // set: run as an ingest hub child (JSON ingestHubArgs)
@@ -93,7 +94,7 @@ func withIngest(ctx context.Context, cfg Config) func([]Row, error) ([]Row, erro
 		}
 		sz := ingestSize{kind: broker.Mosquitto, agents: 100, records: 3000}
 		if cfg.Quick {
-			sz.agents, sz.records = 20, 1500
+			sz.agents, sz.records = 20, 5000
 		}
 		if _, merr := broker.MosquittoPath(); merr != nil {
 			cfg.progressf("fleet: ingest: %v; row c runs against Mochi here", merr)
@@ -233,7 +234,7 @@ func ingestOnce(ctx context.Context, cfg Config, b *broker.Broker, dsn string, n
 				break
 			}
 		}
-		if err := sleepCtx(ctx, 100*time.Millisecond); err != nil {
+		if err := sleepCtx(ctx, ingestPoll); err != nil {
 			return 0, fmt.Errorf("%d of %d records stored: %w", got, total, err)
 		}
 	}
