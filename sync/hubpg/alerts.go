@@ -68,9 +68,22 @@ func OpenAlertState(ctx context.Context, dsn, name string) (*AlertState, error) 
 	return a, nil
 }
 
-// SetTerm sets the term later saves carry: the leader sets the term it
-// won (Leader.Run passes it) before it loads and runs the alerts.
-func (a *AlertState) SetTerm(term int64) { a.term.Store(term) }
+// SetTerm sets the term later saves carry and claims the saved state
+// for it: from then on a save by an older term is refused, even before
+// this one saves. The leader calls it with the term it won (Leader.Run
+// passes it) before it loads and runs the alerts. It returns the
+// database's error; the term is set all the same.
+func (a *AlertState) SetTerm(term int64) error {
+	a.term.Store(term)
+	err := a.do(func(ctx context.Context, conn *pgx.Conn) error {
+		_, err := conn.Exec(ctx, "UPDATE hub_alert_state SET term = $2 WHERE name = $1 AND term < $2", a.name, term)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("hubpg: alert state: %w", err)
+	}
+	return nil
+}
 
 // Load returns the saved state, or nil and no error when none was saved.
 func (a *AlertState) Load() ([]byte, error) {

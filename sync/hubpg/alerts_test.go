@@ -58,11 +58,23 @@ func TestAlertState(t *testing.T) {
 	t.Run("fenced by term", func(t *testing.T) {
 		dsn := freshDB(t)
 		old, cur := openAlertState(t, dsn, "root"), openAlertState(t, dsn, "root")
-		old.SetTerm(1)
+		if err := old.SetTerm(1); err != nil {
+			t.Fatal(err)
+		}
 		if err := old.Save([]byte("term 1")); err != nil {
 			t.Fatal(err)
 		}
-		cur.SetTerm(2)
+		if err := cur.SetTerm(2); err != nil {
+			t.Fatal(err)
+		}
+		// Claimed: the deposed leader's last save is refused even before
+		// the new one saved.
+		if err := old.Save([]byte("stale")); !errors.Is(err, hubpg.ErrFenced) {
+			t.Fatalf("a deposed leader's save after the claim: %v", err)
+		}
+		if doc, err := cur.Load(); err != nil || string(doc) != "term 1" {
+			t.Fatalf("the new leader loads %q, %v", doc, err)
+		}
 		if err := cur.Save([]byte("term 2")); err != nil {
 			t.Fatal(err)
 		}

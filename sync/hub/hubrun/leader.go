@@ -116,7 +116,10 @@ func (s *Server) runAlerts(ctx context.Context) {
 	_ = sh.leader.Run(ctx, func(ctx context.Context, term int64) { // nil when ctx ends
 		sh.mu.Lock()
 		sh.leading = true
-		sh.state.SetTerm(term)
+		if err := sh.state.SetTerm(term); err != nil {
+			// Saves still carry the term; only the claim is missing.
+			s.log.Warn("alert state not claimed for the new term", "term", term, "err", err)
+		}
 		if err := s.alerts.Reload(); err != nil {
 			// Lead on what this instance last loaded rather than not at all.
 			s.log.Error("alert state not reloaded on taking the lead", "err", err)
