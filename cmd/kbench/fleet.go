@@ -348,6 +348,10 @@ func stormOnce(ctx context.Context, cfg Config, b *broker.Broker, dir, name stri
 		src *fleetSource
 		u   *uplink.Uplink
 		at  atomic.Int64 // unix ns of the first connect after armed; 0 none
+		// timeoutsAt is the agent's AckTimeouts at that connect: one
+		// counted before it fired while the agent was away (its in-flight
+		// batch failed with the connection), not a hub that did not ack.
+		timeoutsAt atomic.Uint64
 	}
 	agents := make([]*agent, sz.agents)
 	for i := range agents {
@@ -364,8 +368,8 @@ func stormOnce(ctx context.Context, cfg Config, b *broker.Broker, dir, name stri
 			return res, err
 		}
 		a.u.OnConnect(func() {
-			if armed.Load() {
-				a.at.CompareAndSwap(0, time.Now().UnixNano())
+			if armed.Load() && a.at.CompareAndSwap(0, time.Now().UnixNano()) {
+				a.timeoutsAt.Store(a.u.Stats().AckTimeouts)
 			}
 		})
 		agents[i] = a
@@ -479,10 +483,14 @@ func stormOnce(ctx context.Context, cfg Config, b *broker.Broker, dir, name stri
 	hubRewinds, ackTimeouts := resends()
 	hubRewinds -= rewinds0
 	ackTimeouts -= timeouts0
+	var timeoutsOnline uint64 // ack timeouts after the agent's reconnect
+	for _, a := range agents {
+		timeoutsOnline += a.u.Stats().AckTimeouts - a.timeoutsAt.Load()
+	}
 	cfg.progressf("fleet: %s: recovered in %v (the hub reconnected after %v), peak %.1f%% in one second, %d of %d records at the hub; "+
-		"resends since the outage: %d on the hub's online status, %d on the ack timeout",
+		"resends since the outage: %d on the hub's online status, %d on the ack timeout (%d of them after the agent reconnected)",
 		name, res.recovery.Round(time.Millisecond), hubBack.Round(time.Millisecond), res.peakShare*100, held, 2*first*uint64(len(agents)),
-		hubRewinds, ackTimeouts)
+		hubRewinds, ackTimeouts, timeoutsOnline)
 	return res, nil
 }
 
