@@ -50,9 +50,10 @@ type Options struct {
 	// never waits for alerts.
 	Queue int
 	// States, if set, returns every agent's stored state (the hub passes
-	// its store's Agents); every Reconcile the service applies each
-	// agent's latest stored status, so a death in a commit dropped on a
-	// full queue still raises the offline alert. Default Reconcile 30 s.
+	// its store's Agents); at the start of each Run and every Reconcile
+	// the service applies each agent's latest stored status, so a death
+	// in a commit dropped on a full queue, or committed while no service
+	// ran, still raises the offline alert. Default Reconcile 30 s.
 	States    func() []hubstore.AgentState
 	Reconcile time.Duration
 	// HTTPClient sends webhooks; nil uses a plain client (each attempt is
@@ -188,8 +189,13 @@ func (s *Service) Run(ctx context.Context) error {
 		s.publishFiring()
 	}
 	defer wg.Wait()
-	tick := s.opts.After(s.opts.Tick)
 	lastSave, lastReconcile := s.opts.Now(), s.opts.Now()
+	if s.opts.States != nil {
+		// What the store holds now: statuses committed while no service
+		// ran (a hub instance taking the lead over from another) count.
+		s.reconcile(lastReconcile)
+	}
+	tick := s.opts.After(s.opts.Tick)
 	for {
 		select {
 		case <-ctx.Done():

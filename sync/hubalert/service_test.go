@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -347,7 +348,11 @@ func TestServiceReconcilesDroppedDeath(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var stored atomic.Bool // the death is committed (and its commit dropped) after the start
 	states := func() []hubstore.AgentState {
+		if !stored.Load() {
+			return []hubstore.AgentState{{ID: "a2"}}
+		}
 		return []hubstore.AgentState{{ID: "a1", HasStatus: true, BdSeq: 4, Status: raw}, {ID: "a2"}}
 	}
 	s, err := New(Options{Rules: rules, Now: clk.Now, After: clk.After, States: states, Reconcile: 3 * time.Second})
@@ -355,6 +360,9 @@ func TestServiceReconcilesDroppedDeath(t *testing.T) {
 		t.Fatal(err)
 	}
 	started(t, s)
+	// Run's first wait on the clock comes after its start reconciliation.
+	waitFor(t, "the service waiting for its tick", func() bool { return clk.pending() > 0 })
+	stored.Store(true)
 	tickAfter(t, clk, time.Second)
 	tickAfter(t, clk, time.Second)
 	if st := s.Stats(); st.Fired != 0 {
@@ -369,4 +377,25 @@ func TestServiceReconcilesDroppedDeath(t *testing.T) {
 	if st := s.Stats(); st.Fired != 1 || st.Firing != 1 {
 		t.Fatalf("after a second reconciliation: %+v", st)
 	}
+}
+
+// Run starts by applying what the store holds: a death committed while
+// no service ran (another hub instance led, or none) fires at once.
+func TestServiceReconcilesAtStart(t *testing.T) {
+	clk := newFakeClock(time.Now())
+	rules := DefaultRules()
+	rules.Offline.After = 0
+	raw, err := json.Marshal(death("a1", 4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	states := func() []hubstore.AgentState {
+		return []hubstore.AgentState{{ID: "a1", HasStatus: true, BdSeq: 4, Status: raw}}
+	}
+	s, err := New(Options{Rules: rules, Now: clk.Now, After: clk.After, States: states})
+	if err != nil {
+		t.Fatal(err)
+	}
+	started(t, s)
+	waitFor(t, "the offline alert from the store", func() bool { return s.Stats().Fired == 1 })
 }
