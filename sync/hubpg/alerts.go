@@ -2,6 +2,7 @@ package hubpg
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -177,4 +178,101 @@ func (a *AlertState) dropLocked() {
 	// Closing a broken connection has nothing to report.
 	_ = a.conn.Close(ctx)
 	a.conn = nil
+}
+
+// RecordRange is an agent's records First..Last that one hub instance
+// committed, told to the instance that leads so that it evaluates the
+// record rules over every instance's share of the batches.
+type RecordRange struct {
+	Agent       string
+	First, Last uint64
+}
+
+// recordsChannel is the NOTIFY channel of committed ranges; each payload
+// names its deployment, so deployments on one database stay apart.
+const recordsChannel = "kioskedge_hub_records"
+
+// rangePayload is a NOTIFY payload (a few dozen bytes; PostgreSQL's
+// limit is 8,000).
+type rangePayload struct {
+	Name  string `json:"n"`
+	Agent string `json:"a"`
+	First uint64 `json:"f"`
+	Last  uint64 `json:"l"`
+}
+
+// NotifyRecords tells the listening instances of this deployment
+// (RecordListener) of ranges this one committed: one NOTIFY each, all in
+// one statement. Nobody listening is no error: the ranges are dropped.
+// It returns the database's error.
+func (a *AlertState) NotifyRecords(ranges []RecordRange) error {
+	if len(ranges) == 0 {
+		return nil
+	}
+	payloads := make([]string, len(ranges))
+	for i, r := range ranges {
+		b, err := json.Marshal(rangePayload{Name: a.name, Agent: r.Agent, First: r.First, Last: r.Last})
+		if err != nil {
+			return err // strings and integers always marshal
+		}
+		payloads[i] = string(b)
+	}
+	err := a.do(func(ctx context.Context, conn *pgx.Conn) error {
+		_, err := conn.Exec(ctx, "SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p", recordsChannel, payloads)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("hubpg: notify records: %w", err)
+	}
+	return nil
+}
+
+// RecordListener receives the ranges the instances of one deployment
+// notify, on a connection of its own. Create it with AlertState.Listen,
+// read with Next, then Close it.
+type RecordListener struct {
+	conn *pgx.Conn
+	name string
+}
+
+// Listen connects and listens for this deployment's ranges; ranges
+// notified from then on are delivered by Next. It returns the
+// connection's error.
+func (a *AlertState) Listen(ctx context.Context) (*RecordListener, error) {
+	conn, err := pgx.ConnectConfig(ctx, a.cfg)
+	if err != nil {
+		return nil, fmt.Errorf("hubpg: listen: %w", err)
+	}
+	if _, err := conn.Exec(ctx, "LISTEN "+recordsChannel); err != nil {
+		_ = conn.Close(context.WithoutCancel(ctx)) // the LISTEN error is the news
+		return nil, fmt.Errorf("hubpg: listen: %w", err)
+	}
+	return &RecordListener{conn: conn, name: a.name}, nil
+}
+
+// Next waits for the next range of this deployment and returns it, or
+// ctx's error, or the connection's error (the listener is then useless:
+// Close it and Listen again). Payloads it cannot decode are skipped.
+func (l *RecordListener) Next(ctx context.Context) (RecordRange, error) {
+	for {
+		n, err := l.conn.WaitForNotification(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return RecordRange{}, ctx.Err()
+			}
+			return RecordRange{}, fmt.Errorf("hubpg: listen: %w", err)
+		}
+		var p rangePayload
+		if json.Unmarshal([]byte(n.Payload), &p) != nil || p.Name != l.name || p.Agent == "" || p.First > p.Last {
+			continue
+		}
+		return RecordRange{Agent: p.Agent, First: p.First, Last: p.Last}, nil
+	}
+}
+
+// Close closes the listener's connection. Call it once.
+func (l *RecordListener) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return l.conn.Close(ctx)
 }

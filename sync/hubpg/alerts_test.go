@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -107,6 +108,42 @@ func TestAlertState(t *testing.T) {
 		}
 		if doc, err := a.Load(); err != nil || string(doc) != "kept" {
 			t.Fatalf("after the session was terminated: %q, %v", doc, err)
+		}
+	})
+
+	t.Run("record ranges", func(t *testing.T) {
+		dsn := freshDB(t)
+		lead, other, elsewhere := openAlertState(t, dsn, "root"), openAlertState(t, dsn, "root"), openAlertState(t, dsn, "root-b")
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		l, err := lead.Listen(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		if err := elsewhere.NotifyRecords([]hubpg.RecordRange{{Agent: "x", First: 1, Last: 1}}); err != nil {
+			t.Fatal(err)
+		}
+		want := []hubpg.RecordRange{{Agent: "a1", First: 1, Last: 25}, {Agent: "a2", First: 26, Last: 50}, {Agent: "a1", First: 26, Last: 26}}
+		if err := other.NotifyRecords(want[:2]); err != nil {
+			t.Fatal(err)
+		}
+		if err := other.NotifyRecords(nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := lead.NotifyRecords(want[2:]); err != nil { // its own reach it too
+			t.Fatal(err)
+		}
+		for i, w := range want {
+			got, err := l.Next(ctx)
+			if err != nil || got != w {
+				t.Fatalf("range %d: %+v, %v; want %+v", i, got, err, w)
+			}
+		}
+		short, stop := context.WithTimeout(ctx, 100*time.Millisecond)
+		defer stop()
+		if got, err := l.Next(short); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("nothing more notified, yet Next returned %+v, %v", got, err)
 		}
 	})
 
