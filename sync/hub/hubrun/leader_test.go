@@ -2,15 +2,18 @@ package hubrun
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/kioskedge/kioskedge/sync/hubalert"
+	"github.com/kioskedge/kioskedge/sync/outbox"
 	"github.com/kioskedge/kioskedge/sync/uplink"
 	"github.com/kioskedge/kioskedge/sync/wire"
 	"github.com/kioskedge/kioskedge/testhw/broker"
@@ -77,10 +80,50 @@ func startLeadHub(t *testing.T, url, dsn, clientID string, rules hubalert.Rules)
 	return r
 }
 
+// startAlarmAgent runs an agent (outbox and uplink) whose outbox holds n
+// forced-open door alarms, doors d1..dn, each sent in a batch of its own.
+func startAlarmAgent(t *testing.T, url, id string, n int) {
+	t.Helper()
+	dir := t.TempDir()
+	ob, err := outbox.Open(outbox.Options{Path: filepath.Join(dir, "outbox.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		_, err := ob.Append(context.Background(), wire.Record{Kind: "door.alarm", Class: wire.ClassCritical, Time: time.Now(),
+			Body: fmt.Appendf(nil, `{"door":"d%d","alarm":"forced_open","active":true}`, i+1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	u, err := uplink.New(uplink.Options{
+		Session: uplink.SessionOptions{Broker: url, AllowPlaintext: true, Backoff: fast},
+		Root:    root, Agent: id, BootID: "boot-" + id, Version: "test",
+		BatchRecords: 1, Window: 4, AckTimeout: 3 * time.Second, HealthInterval: time.Hour,
+		BdSeqPath: filepath.Join(dir, "bdseq"),
+	}, ob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- u.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+		if err := ob.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+}
+
 // Two hubs with alerts on one PostgreSQL database: one leads and alone
 // delivers the offline alert; the other shows it from the shared state;
-// when the leader stops, the other takes over and delivers the
-// resolution of the episode the first one fired, once.
+// the leader evaluates the records both hubs stored; when the leader
+// stops, the other takes over and delivers the resolution of the episode
+// the first one fired, once.
 func TestAlertsLeadOnPostgres(t *testing.T) {
 	pg := pgtest.Start(t)
 	b := broker.ForTest(t, broker.Options{Kind: broker.Mochi})
@@ -125,12 +168,26 @@ func TestAlertsLeadOnPostgres(t *testing.T) {
 		t.Fatalf("hotline events %q, want the firing once", got)
 	}
 
+	// Record rules over both hubs' shares: a box's forced doors, one
+	// record per batch, split between the hubs by the shared
+	// subscription; the leader evaluates the follower's share too.
+	const doors = 16
+	startAlarmAgent(t, b.URL(), "gate-2", doors)
+	eventually(t, "every forced door at the hotline", func() bool { return len(h.got()) >= 1+doors })
+	if st := lead.srv.Alerts().Stats(); st.Fired != 1+doors {
+		t.Fatalf("the leader fired %d alerts, want %d", st.Fired, 1+doors)
+	}
+	if n := follow.srv.Hub().Stats().Records; n == 0 {
+		t.Fatal("the follower stored none of the doors' records: the test shows nothing")
+	}
+	fired = h.got()[0]
+
 	lead.stop()
 	eventually(t, "the follower to lead", func() bool { return follow.srv.Leader().Leading() })
 	publish(t, a, uplink.Message{Topic: status, QoS: 1, Retained: true,
 		Payload: []byte(`{"state":"online","agent":"gate-1","boot_id":"b2","bdseq":2,"region":"460105"}`)})
-	eventually(t, "the resolution at the hotline", func() bool { return len(h.got()) >= 2 })
-	if got := h.got(); len(got) != 2 || got[1] != strings.TrimSuffix(fired, "firing")+"resolved" {
+	eventually(t, "the resolution at the hotline", func() bool { return len(h.got()) >= 2+doors })
+	if got := h.got(); len(got) != 2+doors || got[1+doors] != strings.TrimSuffix(fired, "firing")+"resolved" {
 		t.Fatalf("hotline events %q, want %q resolved by the new leader", got, fired)
 	}
 	if st := follow.srv.Alerts().Stats(); st.Fired != 0 || st.Resolved != 1 {
