@@ -15,78 +15,116 @@ import (
 func beUint64(b []byte) uint64 { return binary.BigEndian.Uint64(b) }
 
 // committer gathers concurrent Appends into groups and commits each group
-// in one transaction. It lingers for a group as large as the previous one
-// (the producers it just released tend to come back together), up to
-// Options.Linger, so blocked producers share fsyncs.
+// in one transaction. A group starts with everything handed over while
+// the previous commit ran (up to Options.MaxGroup records and half the
+// budget); when that is fewer records than the previous group had, the
+// committer lingers up to Options.Linger for as many (the producers it
+// just released tend to come back together), so blocked producers share
+// fsyncs.
+//
+// Measured with the kiosk's 32 HTTP clients on 2 cores (kbench kiosk), a
+// commit costs about the same for 10 records as for 16 (two fdatasyncs
+// dominate), and committing whatever waits at once gave smaller groups and
+// fewer records per second than lingering for the previous group's size.
 func (o *Outbox) committer() {
 	defer o.wg.Done()
-	group := make([]*request, 0, o.opts.MaxGroup)
-	var carry *request
+	g := &gatherer{group: make([]*request, 0, o.opts.MaxGroup), maxBytes: -1}
+	if o.opts.BudgetBytes > 0 {
+		g.maxBytes = o.opts.BudgetBytes / 2
+	}
+	vals := make([][]byte, 0, o.opts.MaxGroup)
 	last := 1
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
-	maxBytes := int64(-1)
-	if o.opts.BudgetBytes > 0 {
-		maxBytes = o.opts.BudgetBytes / 2
-	}
 	for {
-		group = group[:0]
-		var gbytes int64
-		add := func(r *request) bool {
-			sz := recSize(r.val)
-			if maxBytes >= 0 && len(group) > 0 && gbytes+sz > maxBytes {
-				carry = r
-				return false
-			}
-			group = append(group, r)
-			gbytes += sz
-			return true
-		}
-		if carry != nil {
-			r := carry
-			carry = nil
-			add(r)
+		g.reset()
+		if r := g.takeCarry(); r != nil {
+			g.add(r)
 		} else {
 			select {
 			case r := <-o.reqs:
-				add(r)
+				g.add(r)
 			case <-o.quit:
 				o.drainOnClose()
 				return
 			}
 		}
-		target := min(last, o.opts.MaxGroup)
-		lingering := false
-	gather:
-		for len(group) < o.opts.MaxGroup && carry == nil {
-			select {
-			case r := <-o.reqs:
-				add(r)
-				continue
-			default:
-			}
-			if len(group) >= target {
-				break
-			}
-			if !lingering {
-				lingering = true
-				timer.Reset(o.opts.Linger)
-			}
-			select {
-			case r := <-o.reqs:
-				add(r)
-			case <-timer.C:
-				lingering = false
-				break gather
-			case <-o.quit:
-				break gather
-			}
+		g.drain(o.reqs, o.opts.MaxGroup)
+		o.linger(g, min(last, o.opts.MaxGroup), timer)
+		last = len(g.group)
+		vals = o.commitGroup(g.group, vals)
+	}
+}
+
+// linger waits up to Options.Linger for g to reach target records (or to
+// fill), then returns; Close ends it early.
+func (o *Outbox) linger(g *gatherer, target int, timer *time.Timer) {
+	if len(g.group) >= target || g.full(o.opts.MaxGroup) {
+		return
+	}
+	if o.onLinger != nil {
+		o.onLinger(len(g.group))
+	}
+	timer.Reset(o.opts.Linger)
+	defer timer.Stop()
+	for len(g.group) < target && !g.full(o.opts.MaxGroup) {
+		select {
+		case r := <-o.reqs:
+			g.add(r)
+			g.drain(o.reqs, o.opts.MaxGroup)
+		case <-timer.C:
+			return
+		case <-o.quit:
+			return
 		}
-		if lingering {
-			timer.Stop()
+	}
+}
+
+// gatherer builds one group, keeping it within half the budget: a request
+// that does not fit waits, as carry, for the next group.
+type gatherer struct {
+	group    []*request
+	bytes    int64
+	maxBytes int64 // -1: unlimited
+	carry    *request
+}
+
+func (g *gatherer) reset() {
+	clear(g.group) // drop the references to answered requests
+	g.group, g.bytes = g.group[:0], 0
+}
+
+func (g *gatherer) takeCarry() *request {
+	r := g.carry
+	g.carry = nil
+	return r
+}
+
+// add appends r to the group, or keeps it as carry when it would take a
+// non-empty group over maxBytes.
+func (g *gatherer) add(r *request) {
+	sz := recSize(r.val)
+	if g.maxBytes >= 0 && len(g.group) > 0 && g.bytes+sz > g.maxBytes {
+		g.carry = r
+		return
+	}
+	g.group = append(g.group, r)
+	g.bytes += sz
+}
+
+// full reports whether the group can take no more requests.
+func (g *gatherer) full(maxGroup int) bool { return len(g.group) >= maxGroup || g.carry != nil }
+
+// drain adds whatever is queued in reqs, without waiting, until the group
+// is full.
+func (g *gatherer) drain(reqs <-chan *request, maxGroup int) {
+	for !g.full(maxGroup) {
+		select {
+		case r := <-reqs:
+			g.add(r)
+		default:
+			return
 		}
-		last = len(group)
-		o.commitGroup(group)
 	}
 }
 
@@ -107,16 +145,21 @@ func (o *Outbox) drainOnClose() {
 		if len(group) == 0 {
 			return
 		}
-		o.commitGroup(group)
+		o.commitGroup(group, nil)
 	}
 }
 
-// commitGroup commits one group and answers every request in it.
-func (o *Outbox) commitGroup(group []*request) {
-	vals := make([][]byte, len(group))
-	for i, r := range group {
-		vals[i] = r.val
+// commitGroup commits one group and answers every request in it. vals is
+// scratch space for the values; it is returned (grown, cleared) for reuse.
+func (o *Outbox) commitGroup(group []*request, vals [][]byte) [][]byte {
+	vals = vals[:0]
+	for _, r := range group {
+		vals = append(vals, r.val)
 	}
+	if o.beforeCommit != nil {
+		o.beforeCommit(len(group))
+	}
+	defer clear(vals)
 	first, gen, err := o.appendValues(vals)
 	if errors.Is(err, ErrCorrupt) {
 		if herr := o.heal(gen, err); herr != nil {
@@ -139,6 +182,7 @@ func (o *Outbox) commitGroup(group []*request) {
 		default:
 		}
 	}
+	return vals[:0]
 }
 
 // appendValues stores vals with consecutive sequences in one transaction
@@ -155,8 +199,10 @@ func (o *Outbox) appendValues(vals [][]byte) (first, gen uint64, err error) {
 	cur := o.published()
 	var st *state
 	evicted := false
+	start := time.Now()
 	err = safeUpdate(o.db, func(tx *bolt.Tx) error {
 		w := newWriter(tx, cur)
+		w.keyHint = len(vals)
 		st = w.st
 		var add int64
 		for _, v := range vals {
@@ -187,6 +233,8 @@ func (o *Outbox) appendValues(vals [][]byte) (first, gen uint64, err error) {
 	wasEmpty := o.st.depth() == 0
 	o.st = st
 	o.commits++
+	o.appended += uint64(len(vals))
+	o.commitNs += int64(time.Since(start))
 	if evicted || wasEmpty {
 		o.oldestOK = false
 	}
@@ -226,6 +274,9 @@ type writer struct {
 	dirty map[uint64]bool // segments whose stats must be written
 	bkts  map[uint64]*bolt.Bucket
 	keys  []byte // backing store for keys, alive until commit
+	// keyHint is how many keys the next backing chunk holds; it doubles
+	// with every chunk.
+	keyHint int
 }
 
 func newWriter(tx *bolt.Tx, cur *state) *writer {
@@ -237,7 +288,9 @@ func newWriter(tx *bolt.Tx, cur *state) *writer {
 
 func (w *writer) key(seq uint64) []byte {
 	if cap(w.keys)-len(w.keys) < 8 {
-		w.keys = make([]byte, 0, 8*1024)
+		w.keyHint = max(w.keyHint, 16)
+		w.keys = make([]byte, 0, 8*w.keyHint)
+		w.keyHint *= 2
 	}
 	off := len(w.keys)
 	w.keys = binary.BigEndian.AppendUint64(w.keys, seq)

@@ -72,6 +72,12 @@ type Stats struct {
 	GapRecords   uint64    // gap records ever written
 	Corruptions  uint64    // damaged files ever replaced
 	Commits      uint64    // append commits since Open
+	// Appended counts the records those commits stored (Appended/Commits
+	// is the mean group size) and CommitTime the time they took, from the
+	// start of the write transaction to the end of its second fdatasync
+	// (CommitTime/Commits is the mean commit).
+	Appended   uint64
+	CommitTime time.Duration
 }
 
 // Outbox is a durable, ordered, bounded queue of records in one bbolt file.
@@ -100,10 +106,18 @@ type Outbox struct {
 	st       *state // published state: committed and fsynced
 	reserved uint64 // sequence reservation written to the side file
 	commits  uint64
+	appended uint64
+	commitNs int64
 	oldest   time.Time
 	oldestOK bool // oldest is up to date
 
 	gen uint64 // file generation, bumped when a damaged file is replaced (dbMu)
+
+	// beforeCommit and onLinger, when set by a test before the first
+	// Append, are called by the committer with each group's size before its
+	// transaction, and with the group's size when it starts to linger.
+	beforeCommit func(n int)
+	onLinger     func(n int)
 }
 
 type request struct {
@@ -193,6 +207,7 @@ func (o *Outbox) Stats() Stats {
 		Depth: st.depth(), Bytes: st.bytes(), BudgetBytes: o.opts.BudgetBytes,
 		NextSeq: st.nextSeq, AckedThrough: st.acked, Evicted: st.evicted,
 		GapRecords: st.gapRecords, Corruptions: st.corruptions, Commits: o.commits,
+		Appended: o.appended, CommitTime: time.Duration(o.commitNs),
 		Oldest: o.oldest,
 	}
 	ok := o.oldestOK
