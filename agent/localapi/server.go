@@ -313,9 +313,18 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	writeRaw(w, status, b)
 }
 
+// Shared header values for writeRaw: net/http only reads a header's
+// values (and copies them when it clones the map), so every response can
+// point at the same slices instead of allocating two per response.
+var (
+	jsonContentType = []string{"application/json"}
+	noStore         = []string{"no-store"}
+)
+
 func writeRaw(w http.ResponseWriter, status int, b []byte) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
+	h := w.Header()
+	h["Content-Type"] = jsonContentType // canonical keys, as Set would make them
+	h["Cache-Control"] = noStore
 	w.WriteHeader(status)
 	// b may be a cached idempotent response shared by requests: never
 	// append to it. A write error means the client went away.
