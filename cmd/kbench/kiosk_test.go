@@ -3,6 +3,8 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -71,5 +73,24 @@ func TestReadKioskResponse(t *testing.T) {
 				t.Fatalf("left %q unread, want %q", rest, tc.leftToRead)
 			}
 		})
+	}
+}
+
+// TestAppendKioskBody: the fmt-free body builder gives exactly the body
+// fmt would (the same load as before), and it is valid JSON.
+func TestAppendKioskBody(t *testing.T) {
+	for _, i := range []int{0, 7, 12_345, 9_999_999_999, 10_000_000_001, 123_456_789_012} {
+		want := fmt.Sprintf(`{"type":"social-security.certificate","service_code":"SS-CERT-07","outcome":"completed",`+
+			`"started_at":"2026-05-01T09:30:00.123+08:00","ended_at":"2026-05-01T09:31:12.456+08:00",`+
+			`"credential":{"kind":"idcard","number":"46010519%010d"},`+
+			`"details":{"window":"kiosk-3","pages":2,"language":"zh-CN","receipt":true,"queue_ticket":"A%04d"}}`,
+			i%10_000_000_000, i%10_000)
+		got := appendKioskBody([]byte("x"), i)
+		if string(got) != "x"+want {
+			t.Fatalf("body %d:\n got %s\nwant x%s", i, got, want)
+		}
+		if !json.Valid(got[1:]) {
+			t.Fatalf("body %d is not JSON", i)
+		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -82,6 +83,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	n := fs.Int("n", 1_000_000, "records in the sync suite's backlog")
 	cold := fs.Bool("cold", false, "drop the page cache before the sync drain (needs root)")
 	dir := fs.String("dir", "", "base directory for temporary files (default the system temp dir)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -100,6 +102,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cfg := Config{Quick: *quick, N: *n, Cold: *cold, Dir: *dir, Progress: stderr}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintf(stderr, "kbench: %v\n", err)
+			return 1
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintf(stderr, "kbench: %v\n", err)
+			return 1
+		}
+		defer pprof.StopCPUProfile()
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
