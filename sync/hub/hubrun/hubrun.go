@@ -3,6 +3,8 @@ package hubrun
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +15,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kioskedge/kioskedge/sync/hub"
@@ -144,6 +147,12 @@ type Server struct {
 	fleet *hubfleet.Fleet
 	ui    *hubui.UI // the dashboard; nil without HTTP
 
+	// instance names this process in its hub status; stopping is set
+	// before Run publishes its own offline status.
+	instance             string
+	stopping             atomic.Bool
+	hubStatusRepublished atomic.Uint64
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -191,6 +200,7 @@ func New(cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 	hubStatus := HubStatusTopic(cfg.Root)
+	s.instance = cfg.ClientID + "/" + randomHex(4)
 	maxMsg := cfg.Limits.MaxMessage
 	if maxMsg <= 0 {
 		maxMsg = uplink.DefaultMaxMessage
@@ -206,16 +216,22 @@ func New(cfg Config) (_ *Server, err error) {
 		// The hub's own retained state (hub-protocol.md §12): online at
 		// every connect, offline by the Will when the connection dies and
 		// by Run on a clean stop.
-		Will: &uplink.Message{Topic: hubStatus, QoS: 1, Retained: true, Payload: hubStatusJSON(wire.StateOffline, "will", cfg.Version)},
+		Will: &uplink.Message{Topic: hubStatus, QoS: 1, Retained: true, Payload: hubStatusJSON(wire.StateOffline, "will", cfg.Version, s.instance)},
 		OnConnect: func(ctx context.Context, sess *uplink.Session) {
 			err := sess.Publish(ctx, uplink.Message{Topic: hubStatus, QoS: 1, Retained: true,
-				Payload: hubStatusJSON(wire.StateOnline, "", cfg.Version)})
+				Payload: hubStatusJSON(wire.StateOnline, "", cfg.Version, s.instance)})
 			if err != nil {
 				log.Warn("hub status online not acknowledged", "err", err)
 			}
 		},
 	})
 	if err != nil {
+		return nil, err
+	}
+	// Several hubs share one status topic: when another one goes offline
+	// (its Will, or a clean stop) while this one runs, say online again so
+	// the retained state stays true (hub-protocol.md §12).
+	if err = s.session.Subscribe(hubStatus, 1, s.onHubStatus); err != nil {
 		return nil, err
 	}
 	if !cfg.NoClock {
@@ -451,8 +467,9 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 		cancel()
 	}
+	s.stopping.Store(true) // our own offline below is not another hub's
 	offline := uplink.Message{Topic: HubStatusTopic(s.cfg.Root), QoS: 1, Retained: true,
-		Payload: hubStatusJSON(wire.StateOffline, "shutdown", s.cfg.Version)}
+		Payload: hubStatusJSON(wire.StateOffline, "shutdown", s.cfg.Version, s.instance)}
 	if err := s.session.Close(&offline); err != nil {
 		s.log.Warn("mqtt close", "err", err)
 	}
@@ -502,6 +519,24 @@ type HubStatus struct {
 	Time    time.Time `json:"time"`
 	Version string    `json:"version,omitempty"`
 	Reason  string    `json:"reason,omitempty"` // offline: "shutdown" or "will"
+	// Instance tells hubs sharing the topic apart: the client id and a
+	// random suffix per process.
+	Instance string `json:"instance,omitempty"`
+}
+
+// onHubStatus answers another hub instance's offline status, while this
+// one runs, with this one's online status, so the retained state says a hub
+// is up (a retained offline left by an earlier process is answered too,
+// once, at connect). It runs on paho's delivery goroutine: PublishAsync.
+func (s *Server) onHubStatus(_ string, payload []byte) {
+	var st HubStatus
+	if err := json.Unmarshal(payload, &st); err != nil || st.State != wire.StateOffline || st.Instance == s.instance || s.stopping.Load() {
+		return
+	}
+	s.log.Info("another hub instance went offline; republishing this one's online status", "other", st.Instance, "reason", st.Reason)
+	s.hubStatusRepublished.Add(1)
+	s.session.PublishAsync(uplink.Message{Topic: HubStatusTopic(s.cfg.Root), QoS: 1, Retained: true,
+		Payload: hubStatusJSON(wire.StateOnline, "", s.cfg.Version, s.instance)})
 }
 
 // HubStatusTopic is <root>/v1/$hub/status.
@@ -509,8 +544,8 @@ func HubStatusTopic(root string) string {
 	return root + "/" + wire.Version + "/" + hub.HubSegment + "/" + wire.LeafStatus
 }
 
-func hubStatusJSON(state, reason, version string) []byte {
-	b, err := json.Marshal(HubStatus{State: state, Time: time.Now().UTC(), Version: version, Reason: reason})
+func hubStatusJSON(state, reason, version, instance string) []byte {
+	b, err := json.Marshal(HubStatus{State: state, Time: time.Now().UTC(), Version: version, Reason: reason, Instance: instance})
 	if err != nil {
 		panic(err) // a struct of strings and a time always marshals
 	}
@@ -528,4 +563,10 @@ func (t transport) Subscribe(filter string, qos byte, h func(topic string, paylo
 
 func (t transport) PublishAsync(m hub.Message) <-chan error {
 	return t.s.PublishAsync(uplink.Message{Topic: m.Topic, QoS: m.QoS, Retained: m.Retained, Payload: m.Payload})
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b) // crypto/rand.Read never returns an error (Go ≥ 1.24 panics instead)
+	return hex.EncodeToString(b)
 }

@@ -103,3 +103,59 @@ func TestHubStatus(t *testing.T) {
 	late := watchHubStatus(t, b.URL(), "watcher-2")
 	eventually(t, "retained status for a late subscriber", func() bool { return late().State == wire.StateOffline })
 }
+
+// TestHubStatusTwoInstances: of two hubs sharing the status topic, when
+// one's connection dies (its Will says offline), the other says online
+// again, so the retained status keeps telling agents a hub is up; the
+// survivor's own clean stop still leaves "shutdown".
+func TestHubStatusTwoInstances(t *testing.T) {
+	b := broker.ForTest(t, broker.Options{Kind: broker.Mochi})
+	p, err := faultproxy.New(b.Addr(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	start := func(url, id string) (*Server, func()) {
+		srv, err := New(Config{Broker: url, AllowPlaintext: true, Backoff: fast, ClientID: id, ShareGroup: "hubs",
+			Root: root, DBPath: filepath.Join(t.TempDir(), "hub.db"), Version: "v-test"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- srv.Run(ctx) }()
+		var once sync.Once
+		stop := func() {
+			once.Do(func() {
+				cancel()
+				if err := <-done; err != nil {
+					t.Error(err)
+				}
+				if err := srv.Close(); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		t.Cleanup(stop)
+		return srv, stop
+	}
+	a, _ := start(p.URL(), "hub-a")
+	bsrv, stopB := start(b.URL(), "hub-b")
+	latest := watchHubStatus(t, b.URL(), "watcher-2i")
+	eventually(t, "both hubs online", func() bool { return a.session.Connected() && bsrv.session.Connected() && latest().State == wire.StateOnline })
+
+	p.SetRefuse(true)
+	p.Cut() // hub-a's connection dies: the broker publishes its Will
+	eventually(t, "hub-b says online again after hub-a's Will", func() bool {
+		st := latest()
+		return bsrv.hubStatusRepublished.Load() > 0 && st.State == wire.StateOnline && st.Instance == bsrv.instance
+	})
+	if a.hubStatusRepublished.Load() != 0 {
+		t.Fatalf("hub-a (cut off) republished %d times", a.hubStatusRepublished.Load())
+	}
+	stopB()
+	eventually(t, "hub-b's clean stop leaves shutdown", func() bool {
+		st := latest()
+		return st.State == wire.StateOffline && st.Reason == "shutdown" && st.Instance == bsrv.instance
+	})
+}
