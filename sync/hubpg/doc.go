@@ -39,6 +39,15 @@
 // Reads (AgentState, Agents, ForEach, Get) query the database each time;
 // there is no cache, so a hub sees what the other hubs committed.
 //
+// Several hubs also need one of them to do what must happen once: Leader
+// holds a session-level advisory lock (pg_try_advisory_lock) on a
+// dedicated connection, so exactly one process leads until its session
+// ends (a SIGKILLed hub's connection closes and another takes over); each
+// election bumps a term in hub_leader. AlertState keeps sync/hubalert's
+// state as one row of hub_alert_state, its saves fenced by the leader's
+// term (ErrFenced), and carries committed record ranges from followers to
+// the leader with NOTIFY/LISTEN (firmware-specs/hub-alerts.md).
+//
 // Sequences are stored as bigint: Apply rejects sequences above 2^63-1
 // with hubstore.ErrInvalid. This package is the only importer of pgx.
 package hubpg
