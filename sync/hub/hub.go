@@ -141,6 +141,10 @@ type Options struct {
 	// missing range, so a gap ages into an event (and a rebirth) even when
 	// the agent publishes nothing more; default GapAge/4 within [1 s, 30 s].
 	GapSweep time.Duration
+	// MayCommand, if set, is asked before each agent.rebirth: false skips
+	// it (recorded as not sent), so of several hubs only one (a leader)
+	// commands agents. nil: always.
+	MayCommand func() bool
 	// Now is the clock of the lifecycle detector and the ack latency; nil
 	// means time.Now.
 	Now func() time.Time

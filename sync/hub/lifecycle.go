@@ -206,10 +206,13 @@ func (h *Hub) lifecycleEvent(agent, event string) {
 }
 
 // rebirthDue reports whether s may be sent a rebirth now (a command key,
-// none within RebirthInterval) and, if so, records it as sent. Call it
-// with h.lc.mu held, then sendRebirth.
+// none within RebirthInterval, Options.MayCommand agrees) and, if so,
+// records it as sent. Call it with h.lc.mu held, then sendRebirth.
 func (h *Hub) rebirthDue(s *lifeState, now time.Time) bool {
 	if h.opts.CommandKey == nil || !s.info.LastRebirth.IsZero() && now.Sub(s.info.LastRebirth) < h.opts.RebirthInterval {
+		return false
+	}
+	if h.opts.MayCommand != nil && !h.opts.MayCommand() {
 		return false
 	}
 	s.info.Rebirths++

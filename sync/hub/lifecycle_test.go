@@ -232,3 +232,38 @@ func TestStaleStatusAndBootWithoutDeath(t *testing.T) {
 		t.Fatalf("hub status counted as bad: %+v", s.Bad)
 	}
 }
+
+// TestMayCommandVetoesRebirth: a hub told it may not command agents (not
+// the leader of several) records the gap but sends no rebirth; once it
+// may, the standing gap's next look sends one.
+func TestMayCommandVetoesRebirth(t *testing.T) {
+	pub, priv, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var may sync.Mutex
+	allowed := false
+	clk := &lcClock{t: t0}
+	f := start(t, filepath.Join(t.TempDir(), "hub.db"), func(o *Options) {
+		o.GapAge, o.RebirthInterval, o.Now, o.CommandKey = time.Minute, 10*time.Minute, clk.Now, priv
+		o.GapSweep = 5 * time.Millisecond
+		o.MayCommand = func() bool { may.Lock(); defer may.Unlock(); return allowed }
+	})
+	for _, r := range [][2]uint64{{1, 3}, {6, 10}} {
+		n := f.hub.Stats().Commits
+		f.events("a1", encode(t, "a1", r[0], r[1]))
+		f.waitHub(func() bool { return f.hub.Stats().Commits > n })
+	}
+	clk.Advance(61 * time.Second)
+	f.wait(func() bool { return f.hub.Stats().Gaps == 1 })
+	if s := f.hub.Stats(); s.RebirthsSent != 0 || len(f.tr.rebirths(t, pub)) != 0 {
+		t.Fatalf("a hub that may not command sent a rebirth: %+v", s)
+	}
+	may.Lock()
+	allowed = true
+	may.Unlock()
+	f.wait(func() bool { return len(f.tr.rebirths(t, pub)) == 1 })
+	if s := f.hub.Stats(); s.Gaps != 1 {
+		t.Fatalf("the same gap counted again: %+v", s)
+	}
+}

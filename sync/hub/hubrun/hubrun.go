@@ -285,6 +285,9 @@ func New(cfg Config) (_ *Server, err error) {
 		CommandKey:      cfg.CommandKey,
 		GapAge:          cfg.GapAge,
 		RebirthInterval: cfg.RebirthInterval,
+		// Hubs sharing PostgreSQL with alerts elect a leader; only it
+		// sends rebirths, as only it delivers alerts.
+		MayCommand: func() bool { l := s.Leader(); return l == nil || l.Leading() },
 	})
 	if err != nil {
 		return nil, err

@@ -142,7 +142,9 @@ func TestHubStatusTwoInstances(t *testing.T) {
 	a, _ := start(p.URL(), "hub-a")
 	bsrv, stopB := start(b.URL(), "hub-b")
 	latest := watchHubStatus(t, b.URL(), "watcher-2i")
-	eventually(t, "both hubs online", func() bool { return a.session.Connected() && bsrv.session.Connected() && latest().State == wire.StateOnline })
+	eventually(t, "both hubs online", func() bool {
+		return a.session.Connected() && bsrv.session.Connected() && latest().State == wire.StateOnline
+	})
 
 	p.SetRefuse(true)
 	p.Cut() // hub-a's connection dies: the broker publishes its Will
