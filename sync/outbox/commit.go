@@ -32,7 +32,6 @@ func (o *Outbox) committer() {
 	if o.opts.BudgetBytes > 0 {
 		g.maxBytes = o.opts.BudgetBytes / 2
 	}
-	vals := make([][]byte, 0, o.opts.MaxGroup)
 	last := 1
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
@@ -52,7 +51,7 @@ func (o *Outbox) committer() {
 		g.drain(o.reqs, o.opts.MaxGroup)
 		o.linger(g, min(last, o.opts.MaxGroup), timer)
 		last = len(g.group)
-		vals = o.commitGroup(g.group, vals)
+		o.commitGroup(g.group)
 	}
 }
 
@@ -145,34 +144,26 @@ func (o *Outbox) drainOnClose() {
 		if len(group) == 0 {
 			return
 		}
-		o.commitGroup(group, nil)
+		o.commitGroup(group)
 	}
 }
 
-// commitGroup commits one group and answers every request in it. vals is
-// scratch space for the values; it is returned (grown, cleared) for reuse.
-func (o *Outbox) commitGroup(group []*request, vals [][]byte) [][]byte {
-	vals = vals[:0]
-	for _, r := range group {
-		vals = append(vals, r.val)
-	}
+// commitGroup commits one group and answers every request in it.
+func (o *Outbox) commitGroup(group []*request) {
 	if o.beforeCommit != nil {
 		o.beforeCommit(len(group))
 	}
-	defer clear(vals)
-	first, gen, err := o.appendValues(vals)
+	gen, err := o.appendValues(group)
 	if errors.Is(err, ErrCorrupt) {
 		if herr := o.heal(gen, err); herr != nil {
 			err = herr
 		} else {
-			first, _, err = o.appendValues(vals)
+			_, err = o.appendValues(group)
 		}
 	}
-	for i, r := range group {
+	for _, r := range group {
 		if err != nil {
-			r.err = err
-		} else {
-			r.seq = first + uint64(i)
+			r.err, r.seq, r.prior = err, 0, nil
 		}
 		r.done <- struct{}{}
 	}
@@ -182,64 +173,100 @@ func (o *Outbox) commitGroup(group []*request, vals [][]byte) [][]byte {
 		default:
 		}
 	}
-	return vals[:0]
 }
 
-// appendValues stores vals with consecutive sequences in one transaction
-// (evicting under the budget first) and returns the first sequence.
-func (o *Outbox) appendValues(vals [][]byte) (first, gen uint64, err error) {
+// appendValues stores the group's records with consecutive sequences in
+// one transaction (evicting under the budget first), setting each
+// request's seq. A request with a key found in the idempotency index
+// stores nothing and gets the key's sequence and meta (prior) instead.
+func (o *Outbox) appendValues(group []*request) (gen uint64, err error) {
 	o.wmu.Lock()
 	defer o.wmu.Unlock()
 	o.dbMu.RLock()
 	defer o.dbMu.RUnlock()
 	if o.db == nil {
-		return 0, 0, ErrClosed
+		return 0, ErrClosed
 	}
 	gen = o.gen
 	cur := o.published()
 	var st *state
 	evicted := false
+	stored := 0
+	keyed := false
+	var add int64
+	for _, r := range group {
+		add += recSize(r.val)
+		keyed = keyed || r.key != nil
+	}
 	start := time.Now()
 	err = safeUpdate(o.db, func(tx *bolt.Tx) error {
 		w := newWriter(tx, cur)
-		w.keyHint = len(vals)
+		w.keyHint = len(group)
 		st = w.st
-		var add int64
-		for _, v := range vals {
-			add += recSize(v)
-		}
+		stored = 0
 		if o.opts.BudgetBytes > 0 && st.bytes()+add > o.opts.BudgetBytes {
+			// add counts records a known key will not store: evicting a
+			// little more than needed is harmless.
 			n, err := o.evict(w, st.bytes()+add-o.opts.BudgetBytes+o.opts.BudgetBytes/20)
 			if err != nil {
 				return err
 			}
 			evicted = n > 0
 		}
-		first = st.nextSeq
-		if err := o.reserve(st.nextSeq + uint64(len(vals)) - 1); err != nil {
+		if err := o.reserve(st.nextSeq + uint64(len(group)) - 1); err != nil {
 			return err
 		}
-		for _, v := range vals {
-			if err := w.put(v); err != nil {
+		var it *idemTx
+		if keyed {
+			var err error
+			if it, err = openIdemTx(tx, w.meta, o.opts.Now(), o.opts.IdemTTL); err != nil {
+				return err
+			}
+		}
+		for _, r := range group {
+			r.prior = nil
+			if r.key != nil {
+				seq, meta, ok, err := it.lookup(r.key)
+				if err != nil {
+					return err
+				}
+				if ok {
+					r.seq, r.prior = seq, meta
+					continue
+				}
+			}
+			r.seq = st.nextSeq
+			if err := w.put(r.val); err != nil {
+				return err
+			}
+			stored++
+			if r.key != nil {
+				if err := it.put(r.key, r.seq, r.meta); err != nil {
+					return err
+				}
+			}
+		}
+		if it != nil {
+			if err := it.finish(o.opts.IdemEntries); err != nil {
 				return err
 			}
 		}
 		return w.finish()
 	})
 	if err != nil {
-		return 0, gen, fmt.Errorf("outbox: commit: %w", err)
+		return gen, fmt.Errorf("outbox: commit: %w", err)
 	}
 	o.stMu.Lock()
 	wasEmpty := o.st.depth() == 0
 	o.st = st
 	o.commits++
-	o.appended += uint64(len(vals))
+	o.appended += uint64(stored)
 	o.commitNs += int64(time.Since(start))
 	if evicted || wasEmpty {
 		o.oldestOK = false
 	}
 	o.stMu.Unlock()
-	return first, gen, nil
+	return gen, nil
 }
 
 // reserve makes sure the side file reserves every sequence through last.

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -26,12 +27,18 @@ const crashChildEnv = "OUTBOX_CRASH_CHILD"
 const (
 	crashBudgetEnv = "OUTBOX_CRASH_BUDGET"
 	crashAtEnv     = "OUTBOX_CRASH_AT"
+	// crashKeysEnv makes the child use AppendOnce with keys
+	// "<value>-<goroutine>-<i>" and print "key seq" lines.
+	crashKeysEnv = "OUTBOX_CRASH_KEYS"
 )
 
 func TestMain(m *testing.M) {
 	if path := os.Getenv(crashChildEnv); path != "" {
 		if at := os.Getenv(crashAtEnv); at != "" {
 			crashAtChild(path, at)
+		}
+		if prefix := os.Getenv(crashKeysEnv); prefix != "" {
+			crashKeysChild(path, prefix)
 		}
 		crashChild(path)
 		return
@@ -108,6 +115,161 @@ func crashChild(path string) {
 		})
 	}
 	wg.Wait()
+}
+
+// crashKeysChild calls AppendOnce from several goroutines forever, each
+// with its own run of keys, and prints "key seq" once it returned; every
+// tenth call repeats the goroutine's previous key.
+func crashKeysChild(path, prefix string) {
+	o, err := Open(Options{Path: path})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "open:", err)
+		os.Exit(2)
+	}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for p := range 8 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				n := i
+				if i%10 == 9 {
+					n = i - 1
+				}
+				key := crashKey(prefix, p, n)
+				seq, _, err := o.AppendOnce(context.Background(), keyRec(key), []byte(key), []byte(key))
+				if err != nil {
+					fmt.Fprintln(os.Stderr, "append:", err)
+					os.Exit(3)
+				}
+				mu.Lock()
+				_, err = fmt.Fprintf(os.Stdout, "%s %d\n", key, seq)
+				mu.Unlock()
+				if err != nil {
+					os.Exit(4)
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+func crashKey(prefix string, p, i int) string { return fmt.Sprintf("%s-%d-%d", prefix, p, i) }
+
+// TestCrashAppendOnce SIGKILLs a child calling AppendOnce mid-stream and
+// checks after each kill that every key whose AppendOnce returned is in
+// the index with its record under the returned sequence, and that retrying
+// every key the child may have tried (returned or not) leaves exactly one
+// record per key.
+func TestCrashAppendOnce(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "outbox.db")
+	total := 0
+	for round := range 5 {
+		prefix := fmt.Sprintf("r%d", round)
+		cmd := exec.Command(exe, "-test.run=^$")
+		cmd.Env = append(os.Environ(), crashChildEnv+"="+path, crashKeysEnv+"="+prefix)
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var stderr safeBuf
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		printed := map[string]uint64{}
+		done := make(chan error, 1)
+		go func() {
+			sc := bufio.NewScanner(out)
+			for sc.Scan() {
+				var key string
+				var seq uint64
+				if _, err := fmt.Sscanf(sc.Text(), "%s %d", &key, &seq); err != nil {
+					done <- fmt.Errorf("child printed %q", sc.Text())
+					return
+				}
+				if old, ok := printed[key]; ok && old != seq {
+					done <- fmt.Errorf("key %s got seq %d, then %d", key, old, seq)
+					return
+				}
+				printed[key] = seq
+			}
+			done <- nil
+		}()
+		time.Sleep(time.Duration(150+50*round) * time.Millisecond)
+		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if werr := cmd.Wait(); werr == nil || stderr.String() != "" {
+			t.Fatalf("round %d: child: %v %s", round, werr, stderr.String())
+		}
+		o, err := Open(Options{Path: path})
+		if err != nil {
+			t.Fatalf("round %d: reopen: %v", round, err)
+		}
+		bySeq := map[uint64]string{}
+		for _, e := range outboxtest.ReadAll(t, o, 0) {
+			r, err := wire.UnmarshalRecord(e.Seq, "", e.Raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			bySeq[e.Seq] = string(r.Body)
+		}
+		for key, seq := range printed {
+			if bySeq[seq] != key {
+				t.Fatalf("round %d: %s returned seq %d, which holds %q after the kill", round, key, seq, bySeq[seq])
+			}
+		}
+		// Retry every key: those that returned replay their sequence; the
+		// one in flight per goroutine (and a few never tried) store once.
+		last := make([]int, 8)
+		for key := range printed {
+			var p, i int
+			if _, err := fmt.Sscanf(strings.TrimPrefix(key, prefix+"-"), "%d-%d", &p, &i); err != nil {
+				t.Fatal(err)
+			}
+			last[p] = max(last[p], i)
+		}
+		for p := range 8 {
+			for i := 0; i <= last[p]+2; i++ {
+				key := crashKey(prefix, p, i)
+				seq, prior, err := o.AppendOnce(bg, keyRec(key), []byte(key), []byte(key))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if want, ok := printed[key]; ok && (prior == nil || seq != want || string(prior) != key) {
+					t.Fatalf("round %d: retry of %s: seq %d prior %q, want a replay of %d", round, key, seq, prior, want)
+				}
+			}
+		}
+		counts := perKey(t, o)
+		for p := range 8 {
+			for i := 0; i <= last[p]+2; i++ {
+				if n := counts[crashKey(prefix, p, i)]; n != 1 {
+					t.Fatalf("round %d: %d records for key %s, want 1", round, n, crashKey(prefix, p, i))
+				}
+			}
+		}
+		total += len(printed)
+		if round%2 == 1 { // drain sometimes: the index must outlive its records
+			if err := o.Ack(o.Stats().NextSeq - 1); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := o.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if total == 0 {
+		t.Fatal("children never returned from AppendOnce")
+	}
+	t.Logf("%d returned AppendOnce calls checked over 5 kills", total)
 }
 
 // TestCrashKeepsAppended SIGKILLs a child mid-append many times and checks

@@ -49,6 +49,12 @@ func Open(opts Options) (*Outbox, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.IdemTTL <= 0 {
+		opts.IdemTTL = DefaultIdemTTL
+	}
+	if opts.IdemEntries <= 0 {
+		opts.IdemEntries = DefaultIdemEntries
+	}
 	o := &Outbox{
 		opts:   opts,
 		log:    opts.Logger,
@@ -329,6 +335,11 @@ func (o *Outbox) reclaim(st *state) error {
 	fresh := st.clone()
 	fresh.segs = map[uint64]*segStats{}
 	if err := initFile(ndb, fresh); err != nil {
+		return errors.Join(err, ndb.Close())
+	}
+	if err := safeView(o.db, func(src *bolt.Tx) error {
+		return ndb.Update(func(dst *bolt.Tx) error { return copyIdem(src, dst) })
+	}); err != nil {
 		return errors.Join(err, ndb.Close())
 	}
 	if err := ndb.Close(); err != nil {

@@ -30,6 +30,9 @@ var (
 	ErrBadAck = errors.New("outbox: ack beyond the last sequence")
 	// ErrCorrupt marks damage found in the file or a side file.
 	ErrCorrupt = errors.New("outbox: corrupt database")
+	// ErrBadKey is returned by AppendOnce for an empty or long key or a
+	// long meta.
+	ErrBadKey = errors.New("outbox: bad idempotency key")
 	// ErrBadOptions is returned by Open for invalid options.
 	ErrBadOptions = errors.New("outbox: bad options")
 )
@@ -53,7 +56,14 @@ type Options struct {
 	// than this, the file is swapped for a fresh one (default 64 MiB;
 	// negative disables).
 	ReclaimAbove int64
-	// Now gives the time for alarm and gap records (default time.Now).
+	// IdemTTL is how long AppendOnce remembers a key (default
+	// DefaultIdemTTL, 24 h).
+	IdemTTL time.Duration
+	// IdemEntries bounds the keys AppendOnce remembers; the oldest go
+	// first (default DefaultIdemEntries, 100,000).
+	IdemEntries int
+	// Now gives the time for alarm and gap records and for the
+	// idempotency index (default time.Now).
 	Now func() time.Time
 	// Logger receives the few log lines the outbox writes (nil: discard).
 	Logger *slog.Logger
@@ -121,11 +131,14 @@ type Outbox struct {
 }
 
 type request struct {
-	val  []byte
-	cls  wire.Class
-	seq  uint64
-	err  error
-	done chan struct{}
+	val []byte
+	cls wire.Class
+	// key and meta are AppendOnce's (key nil for Append); prior is set
+	// by the commit when the key was found.
+	key, meta, prior []byte
+	seq              uint64
+	err              error
+	done             chan struct{}
 }
 
 var reqPool = sync.Pool{New: func() any { return &request{done: make(chan struct{}, 1)} }}
@@ -153,37 +166,46 @@ func (o *Outbox) seqPath() string { return o.opts.Path + ".seq" }
 // Append waits for the commit regardless of ctx, so a returned seq is never
 // lost and a stored record is never unreported.
 func (o *Outbox) Append(ctx context.Context, r wire.Record) (uint64, error) {
+	seq, _, err := o.append(ctx, r, nil, nil)
+	return seq, err
+}
+
+// append hands r (and AppendOnce's key and meta) to the committer and
+// waits for its commit.
+func (o *Outbox) append(ctx context.Context, r wire.Record, key, meta []byte) (uint64, []byte, error) {
 	req := reqPool.Get().(*request)
 	val, err := wire.AppendRecord(req.val[:0], r)
 	if err != nil {
 		reqPool.Put(req)
-		return 0, fmt.Errorf("%w: %w", ErrBadRecord, err)
+		return 0, nil, fmt.Errorf("%w: %w", ErrBadRecord, err)
 	}
 	if o.opts.BudgetBytes > 0 && recSize(val) > o.opts.BudgetBytes {
 		reqPool.Put(req)
-		return 0, fmt.Errorf("%w: %d bytes, budget %d", ErrTooLarge, recSize(val), o.opts.BudgetBytes)
+		return 0, nil, fmt.Errorf("%w: %d bytes, budget %d", ErrTooLarge, recSize(val), o.opts.BudgetBytes)
 	}
 	req.val, req.cls, req.seq, req.err = val, r.Class, 0, nil
+	req.key, req.meta, req.prior = key, meta, nil
 	o.closeMu.RLock()
 	if o.closed {
 		o.closeMu.RUnlock()
 		reqPool.Put(req)
-		return 0, ErrClosed
+		return 0, nil, ErrClosed
 	}
 	select {
 	case o.reqs <- req:
 	case <-ctx.Done():
 		o.closeMu.RUnlock()
 		reqPool.Put(req)
-		return 0, ctx.Err()
+		return 0, nil, ctx.Err()
 	}
 	o.closeMu.RUnlock()
 	<-req.done
-	seq, err := req.seq, req.err
+	seq, prior, err := req.seq, req.prior, req.err
+	req.key, req.meta, req.prior = nil, nil, nil
 	if cap(req.val) <= 4096 {
 		reqPool.Put(req) // the committer no longer holds it
 	}
-	return seq, err
+	return seq, prior, err
 }
 
 // Notify returns a channel with capacity 1 that receives a value (without
