@@ -14,6 +14,16 @@ type Outbox interface {
 	Append(ctx context.Context, r wire.Record) (uint64, error)
 }
 
+// OnceAppender is an Outbox that also keeps a durable idempotency index
+// (sync/outbox.Outbox.AppendOnce): in the record's own transaction it
+// stores the record only if key is new (prior nil), else stores nothing
+// and returns the key's first sequence and meta. When Options.Outbox
+// implements it, an Idempotency-Key holds across restarts and crashes;
+// otherwise only within one process (doc.go).
+type OnceAppender interface {
+	AppendOnce(ctx context.Context, r wire.Record, key, meta []byte) (seq uint64, prior []byte, err error)
+}
+
 // Protector protects credentials put into transaction records.
 type Protector interface {
 	// Hash returns the credential's keyed hash (the allowlist's site key).

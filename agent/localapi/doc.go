@@ -17,22 +17,34 @@
 //
 // With an Idempotency-Key header the transaction id is derived from the key
 // (HMAC-SHA256 under Options.IDSecret, which cmd makes stable across
-// restarts), so every record stored for one key carries the same id and the
-// hub side can recognise duplicates by id. Within one agent process, a key
-// seen in the last IdempotencyTTL (at most IdempotencyEntries keys) returns
-// exactly the first response and stores nothing more; a concurrent request
-// with the same key waits for the first one. The same key with a different
-// body gets 422 "idempotency_key_reused" and stores nothing. A failed
-// attempt (400, 413, 503) is not remembered: retrying it may succeed.
+// restarts), so every record stored for one key carries the same id. A
+// retry with a key seen in the last IdempotencyTTL returns exactly the
+// first response (201, the first seq and id, "Idempotent-Replayed: true")
+// and stores nothing more; a concurrent request with the same key waits
+// for the first one. The same key with a different body gets 422
+// "idempotency_key_reused" and stores nothing. A failed attempt (400,
+// 413, 503) is not remembered: retrying it may succeed.
 //
-// What is not guaranteed: the in-memory map does not survive a restart.
-// If the agent dies after Append returned but before the client saw the
-// 201 (or the client retries after a restart), the retry stores a second
-// record with the same id and the same body: the outbox holds at least
-// one record per key, never zero once a 201 was sent, and duplicates are
-// identical in id. Exactly-once therefore holds downstream only where the
-// consumer deduplicates transactions by id (the hub's ingest deduplicates
-// by sequence number, not by transaction id).
+// Two layers hold this. In memory, the last IdempotencyEntries keys and
+// their responses (and the in-flight attempts). Durably, when
+// Options.Outbox is an OnceAppender (sync/outbox is; cmd wires it): the
+// outbox stores the record only if the transaction id is new, in the
+// record's own transaction, and keeps the id with (seq, version, SHA-256
+// of the request body) for IdempotencyTTL, at most 100,000 ids (the
+// outbox's defaults). That makes it hold across restarts and crashes: if
+// the agent dies after the record was committed but before the client saw
+// the 201, or the client retries after a restart, the retry gets the first
+// seq and id and no second record is stored. The raw key never reaches the
+// disk, only the id derived from it.
+//
+// What is not guaranteed: a key older than IdempotencyTTL, or pushed out
+// by 100,000 newer ones, is forgotten and a retry stores a new record
+// (with the same id). If the outbox file is found damaged and replaced
+// (sync/outbox's quarantine and salvage, which raises an outbox alarm
+// record), its index goes with it. With an Outbox that is not an
+// OnceAppender the guarantee holds only within one process. In those
+// cases the duplicates are identical in id, so a consumer deduplicating
+// transactions by id still sees one.
 //
 // # Cards
 //

@@ -24,11 +24,42 @@ import (
 
 const testToken = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 
+// fakeOutbox is an OnceAppender: keys maps an idempotency key to its
+// record's sequence and meta, as sync/outbox's index does.
 type fakeOutbox struct {
 	mu   sync.Mutex
 	recs []wire.Record
+	keys map[string]fakeKey
 	fail error
 }
+
+type fakeKey struct {
+	seq  uint64
+	meta []byte
+}
+
+func (o *fakeOutbox) AppendOnce(ctx context.Context, r wire.Record, key, meta []byte) (uint64, []byte, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.fail != nil {
+		return 0, nil, o.fail
+	}
+	if k, ok := o.keys[string(key)]; ok {
+		return k.seq, append([]byte{}, k.meta...), nil
+	}
+	o.recs = append(o.recs, r)
+	if o.keys == nil {
+		o.keys = map[string]fakeKey{}
+	}
+	o.keys[string(key)] = fakeKey{uint64(len(o.recs)), append([]byte(nil), meta...)}
+	return uint64(len(o.recs)), nil, nil
+}
+
+// plainOutbox hides fakeOutbox's AppendOnce: an Outbox without a durable
+// idempotency index.
+type plainOutbox struct{ *fakeOutbox }
+
+func (o plainOutbox) AppendOnce() {} // a different signature: not an OnceAppender
 
 func (o *fakeOutbox) Append(ctx context.Context, r wire.Record) (uint64, error) {
 	o.mu.Lock()
@@ -367,6 +398,50 @@ func TestIdempotency(t *testing.T) {
 	y := g.do(t, "POST", "/v1/transactions", testToken, tx)
 	if bytes.Equal(x.body, y.body) {
 		t.Error("two keyless transactions got the same response")
+	}
+}
+
+// TestIdempotencyDurable: after a restart (a new server on the same
+// outbox, in-memory cache empty) a retry with the key gets the first
+// response from the outbox's index, marked replayed, and stores nothing;
+// a different body gets 422. Without an OnceAppender the retry stores a
+// second record with the same id (the documented limit).
+func TestIdempotencyDurable(t *testing.T) {
+	t.Parallel()
+	g := start(t, nil)
+	first := g.do(t, "POST", "/v1/transactions", testToken, tx, "Idempotency-Key", "order-9")
+	if first.status != 201 || first.hdr.Get("Idempotent-Replayed") != "" {
+		t.Fatalf("first: %d %s %v", first.status, first.body, first.hdr)
+	}
+	g2 := start(t, func(o *Options) { o.Outbox = g.ob })
+	for range 2 { // the second answer comes from the in-memory cache
+		r := g2.do(t, "POST", "/v1/transactions", testToken, tx, "Idempotency-Key", "order-9")
+		if r.status != 201 || !bytes.Equal(r.body, first.body) || r.hdr.Get("Idempotent-Replayed") != "true" {
+			t.Fatalf("retry after restart: %d %s %v, want %s replayed", r.status, r.body, r.hdr, first.body)
+		}
+	}
+	g3 := start(t, func(o *Options) { o.Outbox = g.ob })
+	r := g3.do(t, "POST", "/v1/transactions", testToken, strings.Replace(tx, "SS-017", "SS-018", 1), "Idempotency-Key", "order-9")
+	if r.status != 422 || r.code() != "idempotency_key_reused" {
+		t.Fatalf("other body after restart: %d %s", r.status, r.body)
+	}
+	if r := g3.do(t, "POST", "/v1/transactions", testToken, tx, "Idempotency-Key", "order-9"); r.status != 201 || !bytes.Equal(r.body, first.body) {
+		t.Fatalf("the same body after a 422: %d %s", r.status, r.body)
+	}
+	if n := len(g.ob.records()); n != 1 {
+		t.Fatalf("%d records for one key", n)
+	}
+
+	plain := plainOutbox{&fakeOutbox{}}
+	p1 := start(t, func(o *Options) { o.Outbox = plain })
+	a := p1.do(t, "POST", "/v1/transactions", testToken, tx, "Idempotency-Key", "order-9")
+	p2 := start(t, func(o *Options) { o.Outbox = plain })
+	b := p2.do(t, "POST", "/v1/transactions", testToken, tx, "Idempotency-Key", "order-9")
+	var ra, rb TransactionResponse
+	_ = json.Unmarshal(a.body, &ra) // zero values fail the check below
+	_ = json.Unmarshal(b.body, &rb)
+	if a.status != 201 || b.status != 201 || ra.ID != rb.ID || ra.Seq == rb.Seq || len(plain.records()) != 2 {
+		t.Fatalf("without an index: %s then %s, %d records", a.body, b.body, len(plain.records()))
 	}
 }
 

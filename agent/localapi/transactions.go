@@ -224,7 +224,7 @@ func (s *Server) postTransaction(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if key == "" {
-		status, body := s.storeTransaction(r, raw, "")
+		status, body, _ := s.storeTransaction(r, raw, "", nil)
 		writeRaw(w, status, body)
 		return
 	}
@@ -232,11 +232,14 @@ func (s *Server) postTransaction(w http.ResponseWriter, r *http.Request) {
 	for {
 		e, owner := s.idem.begin(key, fp)
 		if owner {
-			status, body := s.storeTransaction(r, raw, key)
+			status, body, replayed := s.storeTransaction(r, raw, key, &fp)
 			if status == http.StatusCreated {
 				s.idem.finish(e, status, body)
 			} else {
 				s.idem.abandon(e)
+			}
+			if replayed {
+				w.Header().Set("Idempotent-Replayed", "true")
 			}
 			writeRaw(w, status, body)
 			return
@@ -268,33 +271,41 @@ func mustJSON(v any) []byte {
 	return b
 }
 
+// idemMetaVersion starts the meta stored with a key in the outbox's
+// idempotency index: the version, then the SHA-256 of the request body.
+const idemMetaVersion = 1
+
 // storeTransaction validates raw, appends the record and returns the
-// response status and body.
-func (s *Server) storeTransaction(r *http.Request, raw []byte, key string) (int, []byte) {
+// response status and body. With a key (and fp, the SHA-256 of raw) and an
+// Outbox that is a OnceAppender, the record is stored only if the outbox
+// has not seen the key's transaction id; if it has, nothing is stored and
+// the first response is rebuilt (replayed true), or 422 when the first
+// body was different.
+func (s *Server) storeTransaction(r *http.Request, raw []byte, key string, fp *[32]byte) (status int, resp []byte, replayed bool) {
 	var req TransactionRequest
 	if !decodeTransactionFast(raw, &req) {
 		slow := new(TransactionRequest) // a separate variable keeps req off the heap
 		if err := decodeStrict(raw, slow); err != nil {
-			return http.StatusBadRequest, mustJSON(errorBody("invalid", err.Error()))
+			return http.StatusBadRequest, mustJSON(errorBody("invalid", err.Error())), false
 		}
 		req = *slow
 	}
 	start, end, err := req.validate()
 	if err != nil {
-		return http.StatusBadRequest, mustJSON(errorBody("invalid", err.Error()))
+		return http.StatusBadRequest, mustJSON(errorBody("invalid", err.Error())), false
 	}
 	tb := transactionBody{ID: s.transactionID(key), Type: req.Type, ServiceCode: req.ServiceCode,
 		Outcome: req.Outcome, StartedAt: start, EndedAt: end, Details: req.Details}
 	if c := req.Credential; c != nil {
 		if s.o.Protector == nil {
-			return http.StatusServiceUnavailable, mustJSON(errorBody("privacy_unavailable", "no site key is configured: credentials cannot be recorded"))
+			return http.StatusServiceUnavailable, mustJSON(errorBody("privacy_unavailable", "no site key is configured: credentials cannot be recorded")), false
 		}
 		cred := credential.Credential{Kind: credentialKinds[c.Kind], Number: c.Number}
 		cb := &credentialBody{Kind: c.Kind, Hash: s.o.Protector.Hash(cred)}
 		sealed, err := s.o.Protector.Seal([]byte(c.Number))
 		if err != nil {
 			s.log.Error("sealing a credential failed", "err", err)
-			return http.StatusServiceUnavailable, mustJSON(errorBody("privacy_unavailable", "sealing the credential failed"))
+			return http.StatusServiceUnavailable, mustJSON(errorBody("privacy_unavailable", "sealing the credential failed")), false
 		}
 		cb.Sealed = sealed
 		tb.Credential = cb
@@ -302,19 +313,35 @@ func (s *Server) storeTransaction(r *http.Request, raw []byte, key string) (int,
 	body, ok := appendTransactionBody(make([]byte, 0, recordBodySize(&tb)), &tb)
 	if !ok {
 		if body, err = json.Marshal(tb); err != nil {
-			return http.StatusBadRequest, mustJSON(errorBody("invalid", "details: not valid JSON"))
+			return http.StatusBadRequest, mustJSON(errorBody("invalid", "details: not valid JSON")), false
 		}
 	}
 	if len(body) > wire.MaxBodyLen {
-		return http.StatusRequestEntityTooLarge, mustJSON(errorBody("too_large", fmt.Sprintf("the record would be larger than %d bytes", wire.MaxBodyLen)))
+		return http.StatusRequestEntityTooLarge, mustJSON(errorBody("too_large", fmt.Sprintf("the record would be larger than %d bytes", wire.MaxBodyLen))), false
 	}
-	seq, err := s.o.Outbox.Append(r.Context(), wire.Record{Kind: KindTransaction, Class: wire.ClassCritical, Time: end, Body: body})
+	rec := wire.Record{Kind: KindTransaction, Class: wire.ClassCritical, Time: end, Body: body}
+	var seq uint64
+	if once, ok := s.o.Outbox.(OnceAppender); ok && key != "" {
+		var meta [1 + sha256.Size]byte
+		meta[0] = idemMetaVersion
+		copy(meta[1:], fp[:])
+		var prior []byte
+		seq, prior, err = once.AppendOnce(r.Context(), rec, []byte(tb.ID), meta[:])
+		if err == nil && prior != nil {
+			if !bytes.Equal(prior, meta[:]) {
+				return http.StatusUnprocessableEntity, mustJSON(errorBody("idempotency_key_reused", "this Idempotency-Key was used with a different body")), false
+			}
+			replayed = true
+		}
+	} else {
+		seq, err = s.o.Outbox.Append(r.Context(), rec)
+	}
 	if err != nil {
 		s.log.Error("transaction not stored", "err", err)
-		return http.StatusServiceUnavailable, mustJSON(errorBody("outbox_unavailable", "the transaction could not be stored; retry"))
+		return http.StatusServiceUnavailable, mustJSON(errorBody("outbox_unavailable", "the transaction could not be stored; retry")), false
 	}
 	if plainOut(tb.ID) { // always: "tx-" and hex
-		return http.StatusCreated, appendTransactionResponse(make([]byte, 0, 64), seq, tb.ID)
+		return http.StatusCreated, appendTransactionResponse(make([]byte, 0, 64), seq, tb.ID), replayed
 	}
-	return http.StatusCreated, mustJSON(TransactionResponse{Seq: seq, ID: tb.ID})
+	return http.StatusCreated, mustJSON(TransactionResponse{Seq: seq, ID: tb.ID}), replayed
 }

@@ -76,7 +76,9 @@ func Open(o node.Options) (*Kiosk, error) {
 	opts := localapi.Options{
 		Listen: c.LocalAPI.Listen, AllowNonLoopback: c.LocalAPI.AllowNonLoopback,
 		Token: token, IDSecret: []byte(token), MaxBody: int64(c.LocalAPI.MaxBody),
-		Outbox: n, Readers: readers, Printer: pr, Health: n.Monitor,
+		// The outbox itself, not the node: it is a localapi.OnceAppender,
+		// so Idempotency-Keys hold across restarts (localapi's doc).
+		Outbox: n.Outbox, Readers: readers, Printer: pr, Health: n.Monitor,
 		AgentID: c.Agent.ID, Version: o.Version, Events: events, Now: o.Now, Logger: o.Logger,
 		AllowedOrigins: c.LocalAPI.AllowedOrigins,
 	}
