@@ -724,18 +724,7 @@ func runFleetHubChild() int {
 	runCtx, stopRun := context.WithCancel(ctx)
 	defer stopRun()
 	wg.Go(func() { _ = srv.Run(runCtx) }) // nil when stopped
-	deadline := time.Now().Add(30 * time.Second)
-	for srv.Session() == nil || !srv.Session().Connected() {
-		if time.Now().After(deadline) {
-			return fail(errors.New("hub did not connect"))
-		}
-		if err := sleepCtx(ctx, 10*time.Millisecond); err != nil {
-			return fail(err)
-		}
-	}
-	// Connected is set once the subscriptions are in place; a short
-	// pause lets the hub's own start-up publishes settle.
-	if err := sleepCtx(ctx, 200*time.Millisecond); err != nil {
+	if err := waitHubReady(ctx, srv); err != nil {
 		return fail(err)
 	}
 	rss, err := procStatusMB(os.Getpid(), "VmRSS:")
@@ -781,4 +770,21 @@ func procStatusMB(pid int, field string) (float64, error) {
 		}
 	}
 	return 0, fmt.Errorf("no %s in /proc status", field)
+}
+
+// waitHubReady waits (up to 30 s) until a child's running hub is
+// connected, then a little more: Connected is set once the subscriptions
+// are in place, and a short pause lets the hub's own start-up publishes
+// settle.
+func waitHubReady(ctx context.Context, srv *hubrun.Server) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for srv.Session() == nil || !srv.Session().Connected() {
+		if time.Now().After(deadline) {
+			return errors.New("hub did not connect")
+		}
+		if err := sleepCtx(ctx, 10*time.Millisecond); err != nil {
+			return err
+		}
+	}
+	return sleepCtx(ctx, 200*time.Millisecond)
 }

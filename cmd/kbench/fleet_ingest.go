@@ -320,18 +320,7 @@ func runIngestHubChild(js string) int {
 	runCtx, stopRun := context.WithCancel(ctx)
 	defer stopRun()
 	wg.Go(func() { _ = srv.Run(runCtx) }) // nil when stopped
-	deadline := time.Now().Add(30 * time.Second)
-	for !srv.Session().Connected() {
-		if time.Now().After(deadline) {
-			return fail(errors.New("hub did not connect"))
-		}
-		if err := sleepCtx(ctx, 10*time.Millisecond); err != nil {
-			return fail(err)
-		}
-	}
-	// Connected is set once the subscriptions are in place; a short
-	// pause lets the hub's own start-up publishes settle.
-	if err := sleepCtx(ctx, 200*time.Millisecond); err != nil {
+	if err := waitHubReady(ctx, srv); err != nil {
 		return fail(err)
 	}
 	fmt.Println("ready")

@@ -6,14 +6,12 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/kioskedge/kioskedge/sync/hubalert"
-	"github.com/kioskedge/kioskedge/sync/outbox"
 	"github.com/kioskedge/kioskedge/sync/uplink"
 	"github.com/kioskedge/kioskedge/sync/wire"
 	"github.com/kioskedge/kioskedge/testhw/broker"
@@ -84,37 +82,13 @@ func startLeadHub(t *testing.T, url, dsn, clientID string, rules hubalert.Rules)
 // forced-open door alarms, doors d1..dn, each sent in a batch of its own.
 func startAlarmAgent(t *testing.T, url, id string, n int) {
 	t.Helper()
-	dir := t.TempDir()
-	ob, err := outbox.Open(outbox.Options{Path: filepath.Join(dir, "outbox.db")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range n {
-		_, err := ob.Append(context.Background(), wire.Record{Kind: "door.alarm", Class: wire.ClassCritical, Time: time.Now(),
-			Body: fmt.Appendf(nil, `{"door":"d%d","alarm":"forced_open","active":true}`, i+1)})
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	u, err := uplink.New(uplink.Options{
-		Session: uplink.SessionOptions{Broker: url, AllowPlaintext: true, Backoff: fast},
-		Root:    root, Agent: id, BootID: "boot-" + id, Version: "test",
-		BatchRecords: 1, Window: 4, AckTimeout: 3 * time.Second, HealthInterval: time.Hour,
-		BdSeqPath: filepath.Join(dir, "bdseq"),
-	}, ob)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- u.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-		if err := ob.Close(); err != nil {
-			t.Error(err)
+	startUplinkAgent(t, url, id, 1, func(a *outboxAgent) {
+		for i := range n {
+			_, err := a.ob.Append(context.Background(), wire.Record{Kind: "door.alarm", Class: wire.ClassCritical, Time: time.Now(),
+				Body: fmt.Appendf(nil, `{"door":"d%d","alarm":"forced_open","active":true}`, i+1)})
+			if err != nil {
+				t.Fatal(err)
+			}
 		}
 	})
 }

@@ -54,6 +54,15 @@ type outboxAgent struct {
 // startOutboxAgent opens the outbox, appends backlog records (sent in
 // full batches once the uplink runs) and starts the uplink.
 func startOutboxAgent(t *testing.T, url, id string, backlog int) *outboxAgent {
+	// Small batches and a small window: many batches, split by the
+	// shared subscription between the two hubs.
+	return startUplinkAgent(t, url, id, 25, func(a *outboxAgent) { a.append(t, backlog) })
+}
+
+// startUplinkAgent opens an outbox, lets fill append to it, and drains it
+// with an uplink (batches of batchRecords, a window of 4) until the test
+// ends.
+func startUplinkAgent(t *testing.T, url, id string, batchRecords int, fill func(*outboxAgent)) *outboxAgent {
 	t.Helper()
 	dir := t.TempDir()
 	ob, err := outbox.Open(outbox.Options{Path: filepath.Join(dir, "outbox.db")})
@@ -61,13 +70,11 @@ func startOutboxAgent(t *testing.T, url, id string, backlog int) *outboxAgent {
 		t.Fatal(err)
 	}
 	a := &outboxAgent{id: id, ob: ob}
-	a.append(t, backlog)
+	fill(a)
 	u, err := uplink.New(uplink.Options{
 		Session: uplink.SessionOptions{Broker: url, AllowPlaintext: true, Backoff: fast},
 		Root:    root, Agent: id, BootID: "boot-" + id, Version: "test",
-		// Small batches and a small window: many batches, split by the
-		// shared subscription between the two hubs.
-		BatchRecords: 25, Window: 4, AckTimeout: 3 * time.Second, HealthInterval: time.Hour,
+		BatchRecords: batchRecords, Window: 4, AckTimeout: 3 * time.Second, HealthInterval: time.Hour,
 		BdSeqPath: filepath.Join(dir, "bdseq"),
 	}, ob)
 	if err != nil {
