@@ -29,9 +29,9 @@
 // their responses (and the in-flight attempts). Durably, when
 // Options.Outbox is an OnceAppender (sync/outbox is; cmd wires it): the
 // outbox stores the record only if the transaction id is new, in the
-// record's own transaction, and keeps the id with (seq, version, SHA-256
-// of the request body) for IdempotencyTTL, at most 100,000 ids (the
-// outbox's defaults). That makes it hold across restarts and crashes: if
+// record's own transaction, and keeps the id's 16 bytes with the seq and
+// a version byte and 16 bytes of the request body's SHA-256 for
+// IdempotencyTTL, at most 100,000 ids (the outbox's defaults). That makes it hold across restarts and crashes: if
 // the agent dies after the record was committed but before the client saw
 // the 201, or the client retries after a restart, the retry gets the first
 // seq and id and no second record is stored. The raw key never reaches the

@@ -272,7 +272,8 @@ func mustJSON(v any) []byte {
 }
 
 // idemMetaVersion starts the meta stored with a key in the outbox's
-// idempotency index: the version, then the SHA-256 of the request body.
+// idempotency index: the version, then the first 16 bytes of the SHA-256
+// of the request body. The key is the transaction id's 16 bytes.
 const idemMetaVersion = 1
 
 // storeTransaction validates raw, appends the record and returns the
@@ -322,11 +323,17 @@ func (s *Server) storeTransaction(r *http.Request, raw []byte, key string, fp *[
 	rec := wire.Record{Kind: KindTransaction, Class: wire.ClassCritical, Time: end, Body: body}
 	var seq uint64
 	if once, ok := s.o.Outbox.(OnceAppender); ok && key != "" {
-		var meta [1 + sha256.Size]byte
+		// Small entries keep the index cheap: the id's 16 bytes (already
+		// a keyed hash of the key) and 16 bytes of the body's SHA-256.
+		var key [16]byte
+		if _, herr := hex.Decode(key[:], []byte(tb.ID[3:])); herr != nil {
+			panic("localapi: derived transaction id is not tx- and 32 hex digits") // transactionID builds it
+		}
+		var meta [1 + 16]byte
 		meta[0] = idemMetaVersion
-		copy(meta[1:], fp[:])
+		copy(meta[1:], fp[:16])
 		var prior []byte
-		seq, prior, err = once.AppendOnce(r.Context(), rec, []byte(tb.ID), meta[:])
+		seq, prior, err = once.AppendOnce(r.Context(), rec, key[:], meta[:])
 		if err == nil && prior != nil {
 			if !bytes.Equal(prior, meta[:]) {
 				return http.StatusUnprocessableEntity, mustJSON(errorBody("idempotency_key_reused", "this Idempotency-Key was used with a different body")), false

@@ -190,6 +190,7 @@ func (o *Outbox) appendValues(group []*request) (gen uint64, err error) {
 	gen = o.gen
 	cur := o.published()
 	var st *state
+	var idem *idemTx // set when the transaction wrote to the index
 	evicted := false
 	stored := 0
 	keyed := false
@@ -203,7 +204,7 @@ func (o *Outbox) appendValues(group []*request) (gen uint64, err error) {
 		w := newWriter(tx, cur)
 		w.keyHint = len(group)
 		st = w.st
-		stored = 0
+		stored, idem = 0, nil
 		if o.opts.BudgetBytes > 0 && st.bytes()+add > o.opts.BudgetBytes {
 			// add counts records a known key will not store: evicting a
 			// little more than needed is harmless.
@@ -219,7 +220,7 @@ func (o *Outbox) appendValues(group []*request) (gen uint64, err error) {
 		var it *idemTx
 		if keyed {
 			var err error
-			if it, err = openIdemTx(tx, w.meta, o.opts.Now(), o.opts.IdemTTL); err != nil {
+			if it, err = openIdemTx(tx, o.idem, o.opts.Now(), o.opts.IdemTTL); err != nil {
 				return err
 			}
 		}
@@ -247,14 +248,18 @@ func (o *Outbox) appendValues(group []*request) (gen uint64, err error) {
 			}
 		}
 		if it != nil {
-			if err := it.finish(o.opts.IdemEntries); err != nil {
+			if err := it.prune(o.opts.IdemEntries); err != nil {
 				return err
 			}
+			idem = it
 		}
 		return w.finish()
 	})
 	if err != nil {
 		return gen, fmt.Errorf("outbox: commit: %w", err)
+	}
+	if idem != nil {
+		idem.apply(o.idem)
 	}
 	o.stMu.Lock()
 	wasEmpty := o.st.depth() == 0

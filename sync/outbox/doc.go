@@ -23,14 +23,15 @@
 //     evicted records, gap records and corruptions, CRC-32.
 //   - "g" + 8-byte segment number: per class, the count and logical bytes
 //     of the segment's live records (not acked, not evicted).
-//   - "idemcount" (in "meta"): the number of keys in the idempotency index.
-//   - Idempotency index (AppendOnce): bucket "idem" maps a caller's key to a
-//     version byte (0xA1, never a record's), the 8-byte sequence, the
-//     8-byte Unix ns time it was stored and the caller's meta; bucket
-//     "idemt" holds time + key (empty values), time-ordered for pruning.
+//   - Idempotency index (AppendOnce): bucket "idem", a log in time order:
+//     key = the 8-byte big-endian Unix ns the entry was stored + the
+//     caller's key, value = a version byte (0xA1, never a record's), the
+//     8-byte sequence and the caller's meta. Filled to 100%: keys grow
+//     with time.
 //
 // Every transaction that adds or removes records updates these in the same
-// transaction, so Open reads only the meta bucket, never the records.
+// transaction, so Open reads only the meta bucket (and the idempotency
+// index, bounded by Options.IdemEntries), never the records.
 //
 // # Idempotency index
 //
@@ -39,14 +40,18 @@
 // is stored once): a key found younger than Options.IdemTTL stores nothing
 // and returns the first sequence and meta; otherwise the record and the
 // key's entry are written together, so after a crash either both are
-// there or neither. Each commit with keys prunes, oldest first, the
-// expired entries and those beyond Options.IdemEntries, at most 64 more
-// than it added; commits without keys do not touch the index. The index
-// does not count toward the budget and eviction leaves it: a key whose
-// record was evicted (or acked) still returns its sequence. The file swap
-// after a drained Ack copies it. A damaged file replaced by Open loses it
-// (only records are salvaged; the alarm record says the file was
-// replaced), so keys seen before are then stored again.
+// there or neither. Open loads every key of the "idem" bucket into a map
+// (key → time, sequence), so lookups never search the file and a commit
+// only appends to the bucket's last page; the map takes a committed
+// transaction's changes after the commit. Each commit with keys prunes,
+// from the bucket's front, the expired entries and those beyond
+// Options.IdemEntries, at most 64 more than it added; commits without keys
+// do not touch the index. The index does not count toward the budget and
+// eviction leaves it: a key whose record was evicted (or acked) still
+// returns its sequence. The file swap after a drained Ack copies it. A
+// damaged file (a malformed index entry counts) replaced by Open loses it:
+// only records are salvaged, and the alarm record says the file was
+// replaced; keys seen before are then stored again.
 //
 // # Ack
 //

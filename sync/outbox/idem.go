@@ -20,15 +20,22 @@ const (
 	// idemPruneSlack is how many entries beyond the ones it adds a commit
 	// with keys may prune.
 	idemPruneSlack = 64
-	idemValHdr     = 1 + 8 + 8 // version, seq, unix ns
-	idemValVersion = 0xA1      // never a wire record version: the page scan skips it
+	idemValHdr     = 1 + 8 // version, seq
+	idemValVersion = 0xA1  // never a wire record version
 )
 
-var (
-	idemBucket     = []byte("idem")      // key → version, seq, unix ns, meta
-	idemTimeBucket = []byte("idemt")     // unix ns (8 bytes BE) + key → empty
-	idemCountKey   = []byte("idemcount") // in metaBucket: entries in idemBucket
-)
+// idemBucket holds the idempotency index as a log in time order:
+// key = stored-at Unix ns (8 bytes big-endian) + the caller's key, value =
+// version, seq (8 bytes big-endian), the caller's meta.
+var idemBucket = []byte("idem")
+
+// idemEnt is the in-memory view of one index entry: Outbox.idem maps
+// every key in the bucket to it, so lookups never search the file and
+// the bucket is only appended to and pruned at its front.
+type idemEnt struct {
+	at  int64 // stored-at Unix ns: with the key, the entry's bucket key
+	seq uint64
+}
 
 // AppendOnce is Append guarded by an idempotency key. In the same
 // transaction (and group commit) as the record, it looks key up in the
@@ -60,148 +67,149 @@ func (o *Outbox) AppendOnce(ctx context.Context, r wire.Record, key, meta []byte
 	return o.append(ctx, r, key, meta)
 }
 
-// idemTx is the idempotency index inside one write transaction.
-type idemTx struct {
-	idx, byTime, meta *bolt.Bucket
-	count             uint64
-	added             int
-	now               int64
-	ttl               int64
+// loadIdem reads the index into memory (Open, and after a damaged file
+// was replaced).
+func loadIdem(db *bolt.DB) (map[string]idemEnt, error) {
+	m := map[string]idemEnt{}
+	err := safeView(db, func(tx *bolt.Tx) error {
+		b := tx.Bucket(idemBucket)
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, v []byte) error {
+			if len(k) < 9 || len(v) < idemValHdr || v[0] != idemValVersion {
+				return fmt.Errorf("%w: idempotency entry of %d+%d bytes", ErrCorrupt, len(k), len(v))
+			}
+			m[string(k[8:])] = idemEnt{at: int64(beUint64(k)), seq: beUint64(v[1:])}
+			return nil
+		})
+	})
+	return m, err
 }
 
-func openIdemTx(tx *bolt.Tx, meta *bolt.Bucket, now time.Time, ttl time.Duration) (*idemTx, error) {
-	idx, err := tx.CreateBucketIfNotExists(idemBucket)
+// idemTx is the idempotency index inside one write transaction: changes
+// go to the bucket and to add/del, applied to Outbox.idem only once the
+// transaction committed.
+type idemTx struct {
+	b     *bolt.Bucket
+	mem   map[string]idemEnt // committed entries (read only here)
+	add   map[string]idemEnt // entries added by this transaction
+	del   map[string]bool    // committed entries removed by it
+	count int
+	now   int64
+	ttl   int64
+}
+
+func openIdemTx(tx *bolt.Tx, mem map[string]idemEnt, now time.Time, ttl time.Duration) (*idemTx, error) {
+	b, err := tx.CreateBucketIfNotExists(idemBucket)
 	if err != nil {
 		return nil, err
 	}
-	byTime, err := tx.CreateBucketIfNotExists(idemTimeBucket)
-	if err != nil {
-		return nil, err
-	}
-	byTime.FillPercent = 1.0 // keys grow with time
-	it := &idemTx{idx: idx, byTime: byTime, meta: meta, now: now.UnixNano(), ttl: int64(ttl)}
-	if v := meta.Get(idemCountKey); v != nil {
-		if len(v) != 8 {
-			return nil, fmt.Errorf("%w: idempotency count of %d bytes", ErrCorrupt, len(v))
-		}
-		it.count = beUint64(v)
-	}
-	return it, nil
+	b.FillPercent = 1.0 // keys grow with time
+	return &idemTx{b: b, mem: mem, add: map[string]idemEnt{}, del: map[string]bool{},
+		count: len(mem), now: now.UnixNano(), ttl: int64(ttl)}, nil
 }
 
 // lookup returns the live entry for key: its sequence and a copy of its
 // meta. An expired entry is removed.
 func (it *idemTx) lookup(key []byte) (seq uint64, meta []byte, ok bool, err error) {
-	v := it.idx.Get(key)
-	if v == nil {
-		return 0, nil, false, nil
+	e, ok := it.add[string(key)]
+	if !ok {
+		if e, ok = it.mem[string(key)]; !ok || it.del[string(key)] {
+			return 0, nil, false, nil
+		}
+		if it.now-e.at >= it.ttl {
+			if err := it.b.Delete(timeKey(e.at, key)); err != nil {
+				return 0, nil, false, err
+			}
+			it.del[string(key)] = true
+			it.count--
+			return 0, nil, false, nil
+		}
 	}
+	v := it.b.Get(timeKey(e.at, key))
 	if len(v) < idemValHdr || v[0] != idemValVersion {
-		return 0, nil, false, fmt.Errorf("%w: idempotency entry of %d bytes", ErrCorrupt, len(v))
+		return 0, nil, false, fmt.Errorf("%w: idempotency entry missing or of %d bytes", ErrCorrupt, len(v))
 	}
-	at := int64(binary.BigEndian.Uint64(v[9:]))
-	if it.now-at < it.ttl {
-		return beUint64(v[1:]), append(make([]byte, 0, len(v)-idemValHdr), v[idemValHdr:]...), true, nil
-	}
-	if err := it.remove(key, at); err != nil {
-		return 0, nil, false, err
-	}
-	return 0, nil, false, nil
+	return e.seq, append(make([]byte, 0, len(v)-idemValHdr), v[idemValHdr:]...), true, nil
 }
 
-func (it *idemTx) remove(key []byte, at int64) error {
-	if err := it.byTime.Delete(timeKey(at, key)); err != nil {
-		return err
-	}
-	if err := it.idx.Delete(key); err != nil {
-		return err
-	}
-	it.count--
-	return nil
-}
-
-// put records key → (seq, now, meta); the key is not in the index.
+// put records key → (seq, now, meta); the key has no live entry.
 func (it *idemTx) put(key []byte, seq uint64, meta []byte) error {
 	v := make([]byte, idemValHdr, idemValHdr+len(meta))
 	v[0] = idemValVersion
 	binary.BigEndian.PutUint64(v[1:], seq)
-	binary.BigEndian.PutUint64(v[9:], uint64(it.now))
 	v = append(v, meta...)
-	if err := it.idx.Put(key, v); err != nil {
+	if err := it.b.Put(timeKey(it.now, key), v); err != nil {
 		return err
 	}
-	if err := it.byTime.Put(timeKey(it.now, key), nil); err != nil {
-		return err
-	}
+	it.add[string(key)] = idemEnt{at: it.now, seq: seq}
 	it.count++
-	it.added++
 	return nil
 }
 
-// finish prunes the oldest entries, expired or beyond maxEntries, at most
-// idemPruneSlack more than this transaction added, and writes the count.
-func (it *idemTx) finish(maxEntries int) error {
-	budget := it.added + idemPruneSlack
-	c := it.byTime.Cursor()
+// prune removes the oldest entries, expired or beyond maxEntries, at most
+// idemPruneSlack more than this transaction added.
+func (it *idemTx) prune(maxEntries int) error {
+	budget := len(it.add) + idemPruneSlack
+	c := it.b.Cursor()
 	for k, _ := c.First(); k != nil && budget > 0; k, _ = c.First() {
 		if len(k) < 9 {
-			return fmt.Errorf("%w: idempotency time key of %d bytes", ErrCorrupt, len(k))
+			return fmt.Errorf("%w: idempotency key of %d bytes", ErrCorrupt, len(k))
 		}
 		at := int64(beUint64(k))
-		if it.now-at < it.ttl && it.count <= uint64(maxEntries) {
-			break
+		if it.now-at < it.ttl && it.count <= maxEntries {
+			return nil
 		}
-		if err := it.remove(append([]byte(nil), k[8:]...), at); err != nil {
+		key := string(k[8:])
+		if err := it.b.Delete(append([]byte(nil), k...)); err != nil {
 			return err
 		}
+		if e, ok := it.add[key]; ok && e.at == at {
+			delete(it.add, key)
+		} else {
+			it.del[key] = true
+		}
+		it.count--
 		budget--
 	}
-	return it.meta.Put(idemCountKey, binary.BigEndian.AppendUint64(nil, it.count))
+	return nil
+}
+
+// apply publishes the committed changes to mem (wmu held).
+func (it *idemTx) apply(mem map[string]idemEnt) {
+	for k := range it.del {
+		delete(mem, k)
+	}
+	for k, e := range it.add {
+		mem[k] = e
+	}
 }
 
 func timeKey(at int64, key []byte) []byte {
 	return append(binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(key)), uint64(at)), key...)
 }
 
-// copyIdem copies the idempotency index and its count from src to dst.
+// copyIdem copies the idempotency index from src to dst.
 func copyIdem(src, dst *bolt.Tx) error {
-	if v := src.Bucket(metaBucket).Get(idemCountKey); v != nil {
-		if err := dst.Bucket(metaBucket).Put(idemCountKey, append([]byte(nil), v...)); err != nil {
-			return err
-		}
+	sb := src.Bucket(idemBucket)
+	if sb == nil {
+		return nil
 	}
-	for _, name := range [][]byte{idemBucket, idemTimeBucket} {
-		sb := src.Bucket(name)
-		if sb == nil {
-			continue
-		}
-		db, err := dst.CreateBucketIfNotExists(name)
-		if err != nil {
-			return err
-		}
-		db.FillPercent = 1.0 // copied in key order
-		if err := sb.ForEach(func(k, v []byte) error {
-			return db.Put(append([]byte(nil), k...), append([]byte(nil), v...))
-		}); err != nil {
-			return err
-		}
+	db, err := dst.CreateBucketIfNotExists(idemBucket)
+	if err != nil {
+		return err
 	}
-	return nil
+	db.FillPercent = 1.0 // copied in key order
+	return sb.ForEach(func(k, v []byte) error {
+		return db.Put(append([]byte(nil), k...), append([]byte(nil), v...))
+	})
 }
 
-// IdemEntries returns the number of keys in the idempotency index.
-func (o *Outbox) IdemEntries() (uint64, error) {
-	o.dbMu.RLock()
-	defer o.dbMu.RUnlock()
-	if o.db == nil {
-		return 0, ErrClosed
-	}
-	var n uint64
-	err := safeView(o.db, func(tx *bolt.Tx) error {
-		if v := tx.Bucket(metaBucket).Get(idemCountKey); len(v) == 8 {
-			n = beUint64(v)
-		}
-		return nil
-	})
-	return n, err
+// IdemEntries returns the number of keys in the idempotency index,
+// expired ones not yet pruned included.
+func (o *Outbox) IdemEntries() int {
+	o.wmu.Lock()
+	defer o.wmu.Unlock()
+	return len(o.idem)
 }

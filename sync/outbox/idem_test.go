@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
+
 	"github.com/kioskedge/kioskedge/sync/outbox/outboxtest"
 	"github.com/kioskedge/kioskedge/sync/wire"
 )
@@ -98,8 +100,8 @@ func TestAppendOnce(t *testing.T) {
 	if s, p := appendOnce(t, o, "a", "again"); s != s1 || string(p) != "meta-a" {
 		t.Fatalf("replay after reopen: seq %d prior %q", s, p)
 	}
-	if n, err := o.IdemEntries(); err != nil || n != 2 {
-		t.Fatalf("IdemEntries: %d, %v; want 2", n, err)
+	if n := o.IdemEntries(); n != 2 {
+		t.Fatalf("IdemEntries: %d, want 2", n)
 	}
 	if got := perKey(t, o); got["a"] != 1 || got["b"] != 1 || len(got) != 2 {
 		t.Fatalf("records per key: %v", got)
@@ -138,7 +140,7 @@ func TestAppendOnceTTLAndMax(t *testing.T) {
 		first[k], _ = appendOnce(t, o, k, k)
 		clk.Add(time.Second)
 	}
-	if n, _ := o.IdemEntries(); n != 5 {
+	if n := o.IdemEntries(); n != 5 {
 		t.Fatalf("%d entries, want the maximum 5", n)
 	}
 	// The newest five replay; the three oldest were pruned and store anew
@@ -158,7 +160,7 @@ func TestAppendOnceTTLAndMax(t *testing.T) {
 	if p != nil || s <= first["k7"] {
 		t.Fatalf("k0 after the TTL: seq %d prior %q, want a new record", s, p)
 	}
-	if n, _ := o.IdemEntries(); n != 1 {
+	if n := o.IdemEntries(); n != 1 {
 		t.Fatalf("%d entries after the TTL, want only k0's", n)
 	}
 	if got := perKey(t, o); got["k0"] != 3 || got["k7"] != 1 {
@@ -270,10 +272,63 @@ func TestAppendOnceSurvivesReclaimAndEviction(t *testing.T) {
 			t.Fatalf("%s after eviction and reclaim: seq %d prior %q, want %d", k, s, p, seq)
 		}
 	}
-	if n, _ := o.IdemEntries(); n != 50 {
+	if n := o.IdemEntries(); n != 50 {
 		t.Fatalf("%d entries, want 50", n)
 	}
 	if st := o.Stats(); st.Depth != 0 {
 		t.Fatalf("replays stored records: %+v", st)
+	}
+}
+
+// TestAppendOnceDamagedFile: a damaged file (here a broken index entry,
+// or broken segment stats) is replaced as Open does: the records are
+// salvaged, the index is lost with the old file, so a retried key stores
+// a second record.
+func TestAppendOnceDamagedFile(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		damage func(tx *bolt.Tx) error
+	}{
+		{"index entry", func(tx *bolt.Tx) error {
+			k, _ := tx.Bucket(idemBucket).Cursor().First()
+			return tx.Bucket(idemBucket).Put(append([]byte(nil), k...), []byte("bad"))
+		}},
+		{"segment stats", func(tx *bolt.Tx) error { return tx.Bucket(metaBucket).Put(segStatsKey(0), []byte("bad")) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			o := openT(t, dir, 0)
+			for i := range 10 {
+				appendOnce(t, o, fmt.Sprintf("k%d", i), "m")
+			}
+			if err := o.Close(); err != nil {
+				t.Fatal(err)
+			}
+			db, err := bolt.Open(filepath.Join(dir, "outbox.db"), 0o600, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := db.Update(tc.damage); err != nil {
+				t.Fatal(err)
+			}
+			if err := db.Close(); err != nil {
+				t.Fatal(err)
+			}
+			o = openT(t, dir, 0)
+			defer o.Close()
+			if st := o.Stats(); st.Corruptions != 1 {
+				t.Fatalf("not replaced: %+v", st)
+			}
+			if n := o.IdemEntries(); n != 0 {
+				t.Fatalf("%d index entries survived the replacement", n)
+			}
+			if _, p := appendOnce(t, o, "k0", "m"); p != nil {
+				t.Fatal("a key replayed from a replaced file")
+			}
+			if got := perKey(t, o); got["k0"] != 2 || got["k9"] != 1 {
+				t.Fatalf("records per key: %v", got)
+			}
+		})
 	}
 }

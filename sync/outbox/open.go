@@ -15,13 +15,15 @@ import (
 )
 
 // Open opens or creates the outbox file at opts.Path and starts its
-// committer. It reads only the meta bucket, never the records.
+// committer. It reads only the meta bucket and the idempotency index (see
+// AppendOnce), never the records.
 //
 // A file that cannot be used (bbolt refuses it, it is empty or shorter than
-// its own page count says, its meta is missing or damaged, or reading it
-// faults) is replaced: a fresh file gets the readable records under their
-// original sequence numbers and a wire.KindOutboxAlarm record, then the
-// damaged file is renamed to "<Path>.corrupt-<UTC time>" and the fresh one
+// its own page count says, its meta is missing or damaged, an idempotency
+// entry is malformed, or reading it faults) is replaced: a fresh file gets
+// the readable records under their original sequence numbers (not the
+// idempotency index) and a wire.KindOutboxAlarm record, then the damaged
+// file is renamed to "<Path>.corrupt-<UTC time>" and the fresh one
 // put in its place; Open then succeeds and Stats().Corruptions counts the
 // event. A replacement or reclaim cut short by a crash is finished or
 // undone first.
@@ -81,8 +83,14 @@ func Open(opts Options) (*Outbox, error) {
 	o.reserved = res
 
 	db, st, err := o.openFile()
+	if err == nil {
+		if o.idem, err = loadIdem(db); err != nil && !errors.Is(err, ErrCorrupt) {
+			err = fmt.Errorf("%w: idempotency index: %w", ErrCorrupt, err)
+		}
+	}
 	if errors.Is(err, ErrCorrupt) {
 		db, st, err = o.replaceCorrupt(db, err)
+		o.idem = map[string]idemEnt{} // the index goes with the damaged file
 	}
 	if err != nil {
 		if db != nil {

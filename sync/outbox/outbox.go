@@ -123,6 +123,10 @@ type Outbox struct {
 
 	gen uint64 // file generation, bumped when a damaged file is replaced (dbMu)
 
+	// idem maps every key of the file's idempotency index to its entry
+	// (wmu); see idemTx.
+	idem map[string]idemEnt
+
 	// beforeCommit and onLinger, when set by a test before the first
 	// Append, are called by the committer with each group's size before its
 	// transaction, and with the group's size when it starts to linger.
@@ -413,6 +417,7 @@ func (o *Outbox) heal(gen uint64, cause error) error {
 		return fmt.Errorf("outbox: replacing damaged file: %w", err)
 	}
 	o.db = ndb
+	o.idem = map[string]idemEnt{} // the index went with the damaged file
 	o.stMu.Lock()
 	o.st = st
 	o.oldestOK = false
