@@ -1,10 +1,12 @@
 package outbox
 
 import (
+	"encoding/binary"
 	"flag"
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -144,4 +146,67 @@ func BenchmarkDrain(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkAppendOnce: 32 producers of 300-byte records with unique
+// 16-byte keys (as localapi's); baseline the same producers calling
+// Append on another outbox in the same run. In "full" the index is
+// prefilled to its maximum (IdemEntries 2,000), so every commit also
+// prunes; in "growing" it never reaches the maximum.
+func BenchmarkAppendOnce(b *testing.B) {
+	b.Run("growing", func(b *testing.B) { benchAppendOnce(b, DefaultIdemEntries, 0) })
+	b.Run("full", func(b *testing.B) { benchAppendOnce(b, 2000, 2000) })
+}
+
+func benchAppendOnce(b *testing.B, maxEntries, prefill int) {
+	const producers = 32
+	rate := func(keyed bool) float64 {
+		o, err := Open(Options{Path: filepath.Join(b.TempDir(), "o.db"), IdemEntries: maxEntries})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer o.Close()
+		r := outboxtest.Rec(wire.ClassEvent, 0, 300)
+		key := func(i int) []byte {
+			k := make([]byte, 16)
+			binary.BigEndian.PutUint64(k, uint64(i)*0x9E3779B97F4A7C15) // spread like a hash
+			binary.BigEndian.PutUint64(k[8:], uint64(i))
+			return k
+		}
+		meta := make([]byte, 17)
+		if keyed {
+			for i := range prefill {
+				if _, _, err := o.AppendOnce(bg, r, key(-1-i), meta); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		start := time.Now()
+		for range producers {
+			wg.Go(func() {
+				for i := int(next.Add(1)); i <= b.N; i = int(next.Add(1)) {
+					var err error
+					if keyed {
+						_, _, err = o.AppendOnce(bg, r, key(i), meta)
+					} else {
+						_, err = o.Append(bg, r)
+					}
+					if err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		return float64(b.N) / time.Since(start).Seconds()
+	}
+	b.ResetTimer()
+	plain := rate(false)
+	keyed := rate(true)
+	b.ReportMetric(keyed, "rec/s")
+	b.ReportMetric(plain, "baseline_rec/s")
+	b.ReportMetric(keyed/plain, "x_baseline")
 }
