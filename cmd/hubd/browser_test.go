@@ -346,19 +346,31 @@ func testBrowserDashboard(t *testing.T, chromium string, kind broker.Kind) {
 		t.Fatalf("the status card does not list the faulted device:\n%s", f)
 	}
 
-	// 4. SIGKILL the agent: the page shows it offline, the alerts page the
-	// firing offline alert.
+	// 4. SIGKILL the agent while the agents table filtered to online agents
+	// of its region is open: its row turns offline live and is marked as no
+	// longer matching the filter (kept in place until a reload); its page
+	// then says offline, and the alerts page shows the firing offline alert.
+	step("open the online agents of the region",
+		chromedp.Navigate(base+"/ui/?status=online&region="+faulty.Region),
+		chromedp.WaitVisible(chromedp.CSS(rowSel(faulty.ID)+`[data-status="online"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#live.on`)),
+		chromedp.Evaluate[chromedp.Void](`window.kioskedgeNoReload = "same table"`),
+	)
 	if err := childA.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	killed := time.Now()
-	step("see the agent offline live",
+	step("see the row offline live, marked as no longer matching",
+		chromedp.WaitVisible(chromedp.CSS(rowSel(faulty.ID)+`.nomatch[data-status="offline"]`)),
+	)
+	t.Logf("agent's row shown offline %s after SIGKILL", time.Since(killed).Round(time.Millisecond))
+	if m := eval("check the table was not reloaded", `String(window.kioskedgeNoReload)`); m != "same table" {
+		t.Fatalf("the agents table was reloaded (marker %q): offline did not arrive live", m)
+	}
+	step("see the agent page say offline",
+		chromedp.Click(chromedp.CSS(rowSel(faulty.ID)+" a")),
 		chromedp.WaitVisible(chromedp.CSS(`#agent-status[data-status="offline"]`)),
 	)
-	t.Logf("agent shown offline %s after SIGKILL", time.Since(killed).Round(time.Millisecond))
-	if m := eval("check the page was not reloaded", `String(window.kioskedgeNoReload)`); m != "same page" {
-		t.Fatalf("the agent page was reloaded (marker %q): offline did not arrive live", m)
-	}
 	// The alerts page is not live (it refreshes itself every 10 s): reload
 	// it until the alert is there.
 	firing := fmt.Sprintf(`(() => {

@@ -24,11 +24,12 @@
 // Live rows are patched in place, only the cells that changed (so the
 // link to an agent is not replaced under a click): a row that no longer
 // matches the page's filters (an agent that went offline on an "online"
-// page) stays until the page is reloaded. Pages are sent with a
+// page) stays in place, dimmed and marked "nomatch", until the page is
+// reloaded; the totals are not live. Pages are sent with a
 // Content-Security-Policy of 'self' only.
 //
 // Stable hooks for scripts and the browser test (cmd/hubd): the agents
-// table is table#agents with data-region and data-status (the filters
+// table is table#agents with data-region, data-status and data-fault (the filters
 // shown); each row tr#row-<id> has data-region, data-status
 // (online/offline/unknown) and data-faults (a count); the agent page has
 // div#agent[data-agent], #agent-status[data-status] and a row per device

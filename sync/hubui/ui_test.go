@@ -507,13 +507,16 @@ func TestStableHooks(t *testing.T) {
 	f.fleet()
 	_, body := get(t, f.base+"/ui/?region=3")
 	for _, want := range []string{
-		`<table id="agents" data-rows="gate-1,kiosk-2,kiosk-3" data-region="3" data-status="">`,
+		`<table id="agents" data-rows="gate-1,kiosk-2,kiosk-3" data-region="3" data-status="" data-fault="">`,
 		`data-region="320101002001" data-status="offline" data-faults="0">`,
 		`data-region="330205001001" data-status="online" data-faults="1">`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("agents table lacks %s", want)
 		}
+	}
+	if _, faulty := get(t, f.base+"/ui/?fault=1&status=online"); !strings.Contains(faulty, `data-status="online" data-fault="1">`) {
+		t.Error(`a faults page lacks data-fault="1" on its table`)
 	}
 	_, body = get(t, f.base+"/ui/agents/kiosk-3")
 	for _, want := range []string{

@@ -52,10 +52,26 @@
     void el.offsetWidth; // restarts the animation
     el.classList.add("flash");
   }
+  // A live row that no longer matches the page's filters (an agent gone
+  // offline on an "online" page, a fault cleared on a "faults" page) is
+  // kept where it is, dimmed and marked, until the page is reloaded: rows
+  // do not jump under the operator's pointer.
+  function markMatch(el) {
+    var f = table.dataset, r = el.dataset;
+    var ok = (!f.status || f.status === "any" || r.status === f.status) &&
+      (!f.fault || r.faults !== "0") &&
+      (!f.region || (r.region || "").indexOf(f.region) === 0);
+    el.classList.toggle("nomatch", !ok);
+    if (ok) el.removeAttribute("title");
+    else el.title = "no longer matches the filters; reload to update 已不符合筛选条件，刷新后更新";
+  }
   es.addEventListener("row", function (e) {
     var d = JSON.parse(e.data);
     var el = document.getElementById("row-" + d.id);
-    if (el) swap(el, d.html);
+    if (!el) return;
+    swap(el, d.html);
+    el = document.getElementById("row-" + d.id); // swap may replace it
+    if (el && table) markMatch(el);
   });
   es.addEventListener("agent", function (e) {
     var d = JSON.parse(e.data);
