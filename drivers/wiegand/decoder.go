@@ -263,7 +263,7 @@ func (d *Decoder) Feed(p Pulse) (Frame, bool) {
 	var closed bool
 	if d.count > 0 {
 		if p.Time.Sub(d.last) >= d.cfg.Gap {
-			f, closed = d.close(false), true
+			f, closed = d.close(d.judge(), false), true
 		}
 	}
 	if d.count == 0 {
@@ -299,19 +299,21 @@ func (d *Decoder) Feed(p Pulse) (Frame, bool) {
 	if p.Time.After(d.lastOf[p.Line&1].Time) {
 		d.lastOf[p.Line&1] = p
 	}
-	if !closed && d.count == d.cfg.CompleteAt && d.early() {
-		return d.close(true), true
+	if !closed && d.count == d.cfg.CompleteAt && d.mayCompleteEarly() {
+		// The frame is judged once: when it qualifies, that judgement is
+		// the frame delivered.
+		if f := d.judge(); f.Status == Good {
+			return d.close(f, true), true
+		}
 	}
 	return f, closed
 }
 
-// early reports whether the open frame may be completed now, before Gap
-// (wiegand.md §3.1).
-func (d *Decoder) early() bool {
-	if d.trailing || d.bothLow || d.unknownWidth || d.glitches > 0 || len(d.bits) != d.count {
-		return false
-	}
-	return d.decode(d.bits, d.count).Status == Good && regular(d.times)
+// mayCompleteEarly reports whether nothing but its decoding and timing
+// keeps the open frame from completing now, before Gap (wiegand.md §3.1):
+// it then completes if judge finds it Good.
+func (d *Decoder) mayCompleteEarly() bool {
+	return !d.trailing && !d.bothLow && !d.unknownWidth && d.glitches == 0 && len(d.bits) == d.count
 }
 
 // regular reports whether every interval between consecutive times lies
@@ -321,22 +323,15 @@ func regular(times []time.Time) bool {
 	if len(times) < 3 {
 		return true
 	}
+	// Sorted, the intervals give their median, and every one lies in the
+	// band if the shortest and the longest do.
 	iv := make([]time.Duration, len(times)-1)
 	for i := range iv {
 		iv[i] = times[i+1].Sub(times[i])
 	}
-	sorted := slices.Clone(iv)
-	slices.Sort(sorted)
-	m := float64(sorted[len(sorted)/2])
-	if m <= 0 {
-		return false
-	}
-	for _, x := range iv {
-		if float64(x) < regularLow*m || float64(x) > regularHigh*m {
-			return false
-		}
-	}
-	return true
+	slices.Sort(iv)
+	m := float64(iv[len(iv)/2])
+	return m > 0 && float64(iv[0]) >= regularLow*m && float64(iv[len(iv)-1]) <= regularHigh*m
 }
 
 // Flush closes the open frame if now is Gap or more after its latest
@@ -345,7 +340,7 @@ func (d *Decoder) Flush(now time.Time) (Frame, bool) {
 	if d.count == 0 || now.Sub(d.last) < d.cfg.Gap {
 		return Frame{}, false
 	}
-	return d.close(false), true
+	return d.close(d.judge(), false), true
 }
 
 // Pending returns the time of the open frame's latest pulse and true, or
@@ -357,9 +352,11 @@ func (d *Decoder) Pending() (time.Time, bool) {
 // Stats returns the counters so far.
 func (d *Decoder) Stats() Stats { return d.stats }
 
-func (d *Decoder) close(early bool) Frame {
+// judge decodes the open frame and applies the framing reasons of
+// wiegand.md §3 (trailing, both lines low, irregular), leaving it open.
+func (d *Decoder) judge() Frame {
 	f := d.decode(d.bits, d.count)
-	f.Start, f.End, f.Glitches, f.Early = d.start, d.last, d.glitches, early
+	f.Start, f.End, f.Glitches = d.start, d.last, d.glitches
 	bad := func(r Reason) {
 		f = Frame{Status: Bad, Reason: r, Bits: f.Bits, Count: f.Count, Start: f.Start, End: f.End, Glitches: f.Glitches}
 	}
@@ -373,8 +370,15 @@ func (d *Decoder) close(early bool) Frame {
 		bad(ReasonIrregular)
 	}
 	f.cred.Time = f.End
+	return f
+}
+
+// close closes the open frame as f, its judgement, and counts it. The
+// frame's buffers are kept for the next one (decode copied the bits).
+func (d *Decoder) close(f Frame, early bool) Frame {
+	f.Early = early
 	d.closed, d.closedEnd, d.closedEarly = true, f.End, early
-	d.bits, d.times, d.count = nil, nil, 0
+	d.bits, d.times, d.count = d.bits[:0], d.times[:0], 0
 	d.bothLow, d.unknownWidth, d.trailing, d.glitches = false, false, false, 0
 	d.lastOf = [2]Pulse{}
 	d.stats.Frames++
