@@ -20,73 +20,34 @@ import (
 // details object. It reports false, leaving req in an unspecified state,
 // for anything else: the caller then decodes with decodeStrict.
 func decodeTransactionFast(b []byte, req *TransactionRequest) bool {
-	var p fastParser
-	p.b = b
-	if !p.skipWS() || p.b[p.i] != '{' {
-		return false
-	}
-	p.i++
-	var seen uint8
-	first := true
-	for {
-		if !p.skipWS() {
-			return false
-		}
-		if first && p.b[p.i] == '}' {
-			p.i++
-			break
-		}
-		key, ok := p.plainString()
-		if !ok || !p.colon() {
-			return false
-		}
-		var bit uint8
+	p := fastParser{b: b}
+	if !p.skipWS() || !p.members(func(key string) (bit uint8, ok bool) {
 		switch key {
 		case "type":
-			bit = 1
 			req.Type, ok = p.plainString()
+			return 1, ok
 		case "service_code":
-			bit = 2
 			req.ServiceCode, ok = p.plainString()
+			return 2, ok
 		case "outcome":
-			bit = 4
 			req.Outcome, ok = p.plainString()
+			return 4, ok
 		case "started_at":
-			bit = 8
 			req.StartedAt, ok = p.plainString()
+			return 8, ok
 		case "ended_at":
-			bit = 16
 			req.EndedAt, ok = p.plainString()
+			return 16, ok
 		case "credential":
-			bit = 32
 			req.Credential = &CredentialInput{}
-			ok = p.credential(req.Credential)
+			return 32, p.credential(req.Credential)
 		case "details":
-			bit = 64
 			req.Details, ok = p.object()
-		default:
-			return false // unknown, or a case-insensitive match encoding/json would accept
+			return 64, ok
 		}
-		if !ok || seen&bit != 0 {
-			return false
-		}
-		seen |= bit
-		first = false
-		if !p.skipWS() {
-			return false
-		}
-		if p.b[p.i] == ',' {
-			p.i++
-			if !p.skipWS() || p.b[p.i] == '}' {
-				return false
-			}
-			continue
-		}
-		if p.b[p.i] != '}' {
-			return false
-		}
-		p.i++
-		break
+		return 0, false // unknown, or a case-insensitive match encoding/json would accept
+	}) {
+		return false
 	}
 	p.skipWS()
 	return p.i == len(p.b) // trailing data: let decodeStrict name it
@@ -137,34 +98,30 @@ func (p *fastParser) plainString() (string, bool) {
 	return "", false
 }
 
-// credential reads {"kind": plain, "number": plain} with both keys present
-// at most once each, in any order.
-func (p *fastParser) credential(c *CredentialInput) bool {
+// members reads the object at p.i, whose keys must be plain strings. For
+// each member, field reads the value (p.i is past the colon) and returns
+// the key's bit, 0 for a key it does not take, and whether the value was
+// read; a key given twice reports false, like anything not plain.
+func (p *fastParser) members(field func(key string) (bit uint8, ok bool)) bool {
 	if p.i >= len(p.b) || p.b[p.i] != '{' {
 		return false
 	}
 	p.i++
+	if !p.skipWS() {
+		return false
+	}
+	if p.b[p.i] == '}' {
+		p.i++
+		return true
+	}
 	var seen uint8
 	for {
-		if !p.skipWS() {
-			return false
-		}
 		key, ok := p.plainString()
 		if !ok || !p.colon() {
 			return false
 		}
-		var bit uint8
-		switch key {
-		case "kind":
-			bit = 1
-			c.Kind, ok = p.plainString()
-		case "number":
-			bit = 2
-			c.Number, ok = p.plainString()
-		default:
-			return false
-		}
-		if !ok || seen&bit != 0 {
+		bit, ok := field(key)
+		if !ok || bit == 0 || seen&bit != 0 {
 			return false
 		}
 		seen |= bit
@@ -174,6 +131,9 @@ func (p *fastParser) credential(c *CredentialInput) bool {
 		switch p.b[p.i] {
 		case ',':
 			p.i++
+			if !p.skipWS() {
+				return false
+			}
 		case '}':
 			p.i++
 			return true
@@ -181,6 +141,22 @@ func (p *fastParser) credential(c *CredentialInput) bool {
 			return false
 		}
 	}
+}
+
+// credential reads {"kind": plain, "number": plain}, each key at most
+// once, in any order.
+func (p *fastParser) credential(c *CredentialInput) bool {
+	return p.members(func(key string) (bit uint8, ok bool) {
+		switch key {
+		case "kind":
+			c.Kind, ok = p.plainString()
+			return 1, ok
+		case "number":
+			c.Number, ok = p.plainString()
+			return 2, ok
+		}
+		return 0, false
+	})
 }
 
 // object returns the bytes of the JSON object at p.i (aliasing p.b), found
