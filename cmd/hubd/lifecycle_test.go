@@ -21,17 +21,6 @@ import (
 
 var lcBackoff = uplink.Backoff{Min: 20 * time.Millisecond, Max: 200 * time.Millisecond, StableAfter: time.Second}
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not reached within 20s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // runHub runs a hub with /metrics (as serve wires it) until the test ends.
 func runHub(t *testing.T, url string) *hubrun.Server {
 	t.Helper()
@@ -136,7 +125,7 @@ func TestRebirthEndToEnd(t *testing.T) {
 	srv := runHub(t, b.URL())
 	runKiosk(t, b.URL(), "kiosk-01", filepath.Join(keys, "cmd.pub"))
 	var before seen
-	waitFor(t, "the kiosk's birth and health at the hub", func() bool {
+	eventually(t, "the kiosk's birth and health at the hub", func() bool {
 		s, ok := agentSeen(srv, "kiosk-01")
 		before = s
 		return ok && s.hasHealth
@@ -151,7 +140,7 @@ func TestRebirthEndToEnd(t *testing.T) {
 	if !strings.Contains(out.String(), "agent.rebirth on kiosk-01: ok") {
 		t.Errorf("output %q", out.String())
 	}
-	waitFor(t, "a new birth (same boot) and a fresh health", func() bool {
+	eventually(t, "a new birth (same boot) and a fresh health", func() bool {
 		s, ok := agentSeen(srv, "kiosk-01")
 		return ok && s.birthAt.After(before.birthAt) && s.healthAt.After(before.healthAt)
 	})
@@ -225,7 +214,7 @@ func TestMetrics(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, "records acked", func() bool { return n.Outbox.Stats().AckedThrough >= 5 })
+	eventually(t, "records acked", func() bool { return n.Outbox.Stats().AckedThrough >= 5 })
 	fams = scrape(t, srv)
 	if v := value(t, fams, "kioskedge_hub_records_total"); v < 5 {
 		t.Errorf("records_total %v, want ≥ 5", v)
