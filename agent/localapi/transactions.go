@@ -190,26 +190,27 @@ func bodyError(w http.ResponseWriter, err error) {
 }
 
 // transactionID is random without an Idempotency-Key, else derived from
-// it, so every record stored for one key carries the same id.
-func (s *Server) transactionID(key string) string {
+// it, so every record stored for one key carries the same id: "tx-" and
+// the hex of sum, 16 bytes.
+func (s *Server) transactionID(key string) (id string, sum [16]byte) {
 	if key == "" {
-		b := make([]byte, 16)
-		_, _ = rand.Read(b) // crypto/rand.Read never fails (Go ≥ 1.24 panics instead)
-		return "tx-" + hex.EncodeToString(b)
+		_, _ = rand.Read(sum[:]) // crypto/rand.Read never fails (Go ≥ 1.24 panics instead)
+	} else {
+		m, _ := s.idMACs.Get().(hash.Hash)
+		if m == nil {
+			m = hmac.New(sha256.New, s.o.IDSecret)
+		}
+		m.Reset()
+		m.Write([]byte("kioskedge localapi idempotency-key\x00"))
+		m.Write([]byte(key))
+		var full [sha256.Size]byte
+		copy(sum[:], m.Sum(full[:0]))
+		s.idMACs.Put(m)
 	}
-	m, _ := s.idMACs.Get().(hash.Hash)
-	if m == nil {
-		m = hmac.New(sha256.New, s.o.IDSecret)
-	}
-	m.Reset()
-	m.Write([]byte("kioskedge localapi idempotency-key\x00"))
-	m.Write([]byte(key))
-	var sum [sha256.Size]byte
-	var id [3 + 32]byte
-	copy(id[:], "tx-")
-	hex.Encode(id[3:], m.Sum(sum[:0])[:16])
-	s.idMACs.Put(m)
-	return string(id[:])
+	var b [3 + 32]byte
+	copy(b[:], "tx-")
+	hex.Encode(b[3:], sum[:])
+	return string(b[:]), sum
 }
 
 func (s *Server) postTransaction(w http.ResponseWriter, r *http.Request) {
@@ -295,7 +296,8 @@ func (s *Server) storeTransaction(r *http.Request, raw []byte, key string, fp *[
 	if err != nil {
 		return http.StatusBadRequest, mustJSON(errorBody("invalid", err.Error())), false
 	}
-	tb := transactionBody{ID: s.transactionID(key), Type: req.Type, ServiceCode: req.ServiceCode,
+	id, idSum := s.transactionID(key)
+	tb := transactionBody{ID: id, Type: req.Type, ServiceCode: req.ServiceCode,
 		Outcome: req.Outcome, StartedAt: start, EndedAt: end, Details: req.Details}
 	if c := req.Credential; c != nil {
 		if s.o.Protector == nil {
@@ -325,15 +327,11 @@ func (s *Server) storeTransaction(r *http.Request, raw []byte, key string, fp *[
 	if once, ok := s.o.Outbox.(OnceAppender); ok && key != "" {
 		// Small entries keep the index cheap: the id's 16 bytes (already
 		// a keyed hash of the key) and 16 bytes of the body's SHA-256.
-		var key [16]byte
-		if _, herr := hex.Decode(key[:], []byte(tb.ID[3:])); herr != nil {
-			panic("localapi: derived transaction id is not tx- and 32 hex digits") // transactionID builds it
-		}
 		var meta [1 + 16]byte
 		meta[0] = idemMetaVersion
 		copy(meta[1:], fp[:16])
 		var prior []byte
-		seq, prior, err = once.AppendOnce(r.Context(), rec, key[:], meta[:])
+		seq, prior, err = once.AppendOnce(r.Context(), rec, idSum[:], meta[:])
 		if err == nil && prior != nil {
 			if !bytes.Equal(prior, meta[:]) {
 				return http.StatusUnprocessableEntity, mustJSON(errorBody("idempotency_key_reused", "this Idempotency-Key was used with a different body")), false
@@ -347,8 +345,6 @@ func (s *Server) storeTransaction(r *http.Request, raw []byte, key string, fp *[
 		s.log.Error("transaction not stored", "err", err)
 		return http.StatusServiceUnavailable, mustJSON(errorBody("outbox_unavailable", "the transaction could not be stored; retry")), false
 	}
-	if plainOut(tb.ID) { // always: "tx-" and hex
-		return http.StatusCreated, appendTransactionResponse(make([]byte, 0, 64), seq, tb.ID), replayed
-	}
-	return http.StatusCreated, mustJSON(TransactionResponse{Seq: seq, ID: tb.ID}), replayed
+	// tb.ID is "tx-" and hex, which json.Marshal writes unchanged.
+	return http.StatusCreated, appendTransactionResponse(make([]byte, 0, 64), seq, tb.ID), replayed
 }
