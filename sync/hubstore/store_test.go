@@ -140,51 +140,6 @@ func TestApplyReopen(t *testing.T) {
 	}
 }
 
-func TestDedup(t *testing.T) {
-	s := open(t, filepath.Join(t.TempDir(), "hub.db"))
-	mustApply(t, s, Write{Batches: []Ingested{batch(t, "a", 1, 100)}})
-	// A full resend, a partial overlap and a resend within the same write.
-	res := mustApply(t, s, Write{Batches: []Ingested{batch(t, "a", 1, 100), batch(t, "a", 51, 150), batch(t, "a", 101, 150)}})
-	if res.Stored != 50 || res.Duplicates != 100+50+50 {
-		t.Fatalf("result %+v", res)
-	}
-	st, _ := s.AgentState("a")
-	if st.Received != 150 || st.Duplicates != 200 || st.Contiguous != 150 {
-		t.Fatalf("state %+v", st)
-	}
-	// The resend of an already covered batch still yields an ack.
-	res = mustApply(t, s, Write{Batches: []Ingested{batch(t, "a", 1, 10)}})
-	if res.Stored != 0 || !slices.Equal(res.Acks, []wire.Ack{{Agent: "a", Through: 150}}) {
-		t.Fatalf("resend result %+v", res)
-	}
-}
-
-func TestOutOfOrderAndGaps(t *testing.T) {
-	s := open(t, filepath.Join(t.TempDir(), "hub.db"))
-	res := mustApply(t, s, Write{Batches: []Ingested{batch(t, "a", 11, 20), batch(t, "a", 31, 40)}})
-	if !slices.Equal(res.Acks, []wire.Ack{{Agent: "a", Through: 0}}) {
-		t.Fatalf("acks %v", res.Acks)
-	}
-	st, _ := s.AgentState("a")
-	if !slices.Equal(st.Missing, rs(1, 10, 21, 30)) || st.Contiguous != 0 || st.Highest != 40 {
-		t.Fatalf("state %+v", st)
-	}
-	// [1, 30] arrives with 3..9 and 25..28 dropped by the agent, declared
-	// by one gap record at sequence 2.
-	b := Ingested{Agent: "a", First: 1, Last: 10, Entries: []wire.Entry{
-		{Seq: 1, Raw: record(t, 1)}, {Seq: 2, Raw: gapRecord(t, 7, [2]uint64{3, 9})}, {Seq: 10, Raw: record(t, 10)}}}
-	b2 := Ingested{Agent: "a", First: 21, Last: 30, Entries: []wire.Entry{
-		{Seq: 21, Raw: gapRecord(t, 0, [2]uint64{22, 30})}}}
-	res = mustApply(t, s, Write{Batches: []Ingested{b, b2}})
-	if res.Declared != 7+9 || !slices.Equal(res.Acks, []wire.Ack{{Agent: "a", Through: 40}}) {
-		t.Fatalf("result %+v", res)
-	}
-	st, _ = s.AgentState("a")
-	if st.Missing != nil || st.DeclaredDropped != 16 || st.Received != 24 {
-		t.Fatalf("state %+v", st)
-	}
-}
-
 func TestStaleStatus(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "hub.db")
 	s := open(t, path)
@@ -207,57 +162,6 @@ func TestStaleStatus(t *testing.T) {
 	}
 	if a, _ := s.AgentState("a"); !a.Online || a.BdSeq != 6 {
 		t.Fatalf("state %+v", a)
-	}
-}
-
-func TestApplyInvalid(t *testing.T) {
-	s := open(t, filepath.Join(t.TempDir(), "hub.db"))
-	good := batch(t, "a", 1, 3)
-	for name, b := range map[string]Ingested{
-		"bad agent":    {Agent: "a/b", First: 1, Last: 1},
-		"zero first":   {Agent: "a", First: 0, Last: 1},
-		"inverted":     {Agent: "a", First: 5, Last: 4},
-		"out of range": {Agent: "a", First: 1, Last: 2, Entries: []wire.Entry{{Seq: 3}}},
-		"not ordered":  {Agent: "a", First: 1, Last: 9, Entries: []wire.Entry{{Seq: 3}, {Seq: 3}}},
-	} {
-		if _, err := s.Apply(Write{Batches: []Ingested{good, b}}); !errors.Is(err, ErrInvalid) {
-			t.Errorf("%s: err %v", name, err)
-		}
-	}
-	if _, ok := s.AgentState("a"); ok {
-		t.Fatal("an invalid write applied part of itself")
-	}
-}
-
-func TestManyAgents(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "hub.db")
-	s, err := Open(path, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	const agents, rounds, per = 50, 4, 25
-	for r := 0; r < rounds; r++ {
-		var w Write
-		for a := 0; a < agents; a++ {
-			first := uint64(r*per + 1)
-			w.Batches = append(w.Batches, batch(t, fmt.Sprintf("agent-%03d", a), first, first+per-1))
-		}
-		if res := mustApply(t, s, w); len(res.Acks) != agents || res.Stored != agents*per {
-			t.Fatalf("round %d: %+v", r, res)
-		}
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	s = open(t, path)
-	all := s.Agents()
-	if len(all) != agents {
-		t.Fatalf("%d agents after reopen", len(all))
-	}
-	for _, a := range all {
-		if a.Received != rounds*per || a.Contiguous != rounds*per {
-			t.Fatalf("%+v", a)
-		}
 	}
 }
 
