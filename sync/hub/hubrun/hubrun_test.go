@@ -26,10 +26,10 @@ type running struct {
 	stop func()
 }
 
-func startHub(t *testing.T, url, db string) *running {
+// runHub builds a hub from cfg and runs it until the test ends (or stop).
+func runHub(t *testing.T, cfg Config) *running {
 	t.Helper()
-	srv, err := New(Config{Broker: url, AllowPlaintext: true, Backoff: fast, ClientID: "hub-" + filepath.Base(filepath.Dir(db)),
-		Root: root, DBPath: db, HTTPAddr: "127.0.0.1:0"})
+	srv, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,6 +50,12 @@ func startHub(t *testing.T, url, db string) *running {
 	}}
 	t.Cleanup(r.stop)
 	return r
+}
+
+func startHub(t *testing.T, url, db string) *running {
+	t.Helper()
+	return runHub(t, Config{Broker: url, AllowPlaintext: true, Backoff: fast, ClientID: "hub-" + filepath.Base(filepath.Dir(db)),
+		Root: root, DBPath: db, HTTPAddr: "127.0.0.1:0"})
 }
 
 // agent is the agent's side of the protocol, by hand: a session that

@@ -51,30 +51,11 @@ func (h *hotline) got() []string {
 
 func startLeadHub(t *testing.T, url, dsn, clientID string, rules hubalert.Rules) *running {
 	t.Helper()
-	srv, err := New(Config{Broker: url, AllowPlaintext: true, Backoff: fast, ClientID: clientID,
+	r := runHub(t, Config{Broker: url, AllowPlaintext: true, Backoff: fast, ClientID: clientID,
 		Root: root, DB: dsn, ShareGroup: "hubs", NoClock: true, Alerts: &rules})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if srv.Leader() == nil {
+	if r.srv.Leader() == nil {
 		t.Fatal("alerts on PostgreSQL without a leader election")
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	var once sync.Once
-	r := &running{srv: srv, stop: func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Error(err)
-			}
-			if err := srv.Close(); err != nil {
-				t.Error(err)
-			}
-		})
-	}}
-	t.Cleanup(r.stop)
 	return r
 }
 

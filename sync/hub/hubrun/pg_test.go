@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,28 +19,8 @@ import (
 // "hubs".
 func startPGHub(t *testing.T, url, dsn, clientID string) *running {
 	t.Helper()
-	srv, err := New(Config{Broker: url, AllowPlaintext: true, Backoff: fast, ClientID: clientID,
+	return runHub(t, Config{Broker: url, AllowPlaintext: true, Backoff: fast, ClientID: clientID,
 		Root: root, DB: dsn, ShareGroup: "hubs", NoClock: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	var once sync.Once
-	r := &running{srv: srv, stop: func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Error(err)
-			}
-			if err := srv.Close(); err != nil {
-				t.Error(err)
-			}
-		})
-	}}
-	t.Cleanup(r.stop)
-	return r
 }
 
 // outboxAgent is a real agent's store-and-forward path: an outbox drained

@@ -57,29 +57,8 @@ func TestHubStatus(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.Close() })
-	srv, err := New(Config{Broker: p.URL(), AllowPlaintext: true, Backoff: fast, ClientID: "hub-status",
-		Root: root, DBPath: filepath.Join(t.TempDir(), "hub.db"), Version: "v-test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	stopped := false
-	stop := func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-		if err := srv.Close(); err != nil {
-			t.Error(err)
-		}
-	}
-	t.Cleanup(stop)
+	stop := runHub(t, Config{Broker: p.URL(), AllowPlaintext: true, Backoff: fast, ClientID: "hub-status",
+		Root: root, DBPath: filepath.Join(t.TempDir(), "hub.db"), Version: "v-test"}).stop
 
 	latest := watchHubStatus(t, b.URL(), "watcher-1")
 	eventually(t, "hub status online", func() bool {
@@ -116,28 +95,9 @@ func TestHubStatusTwoInstances(t *testing.T) {
 	}
 	t.Cleanup(func() { p.Close() })
 	start := func(url, id string) (*Server, func()) {
-		srv, err := New(Config{Broker: url, AllowPlaintext: true, Backoff: fast, ClientID: id, ShareGroup: "hubs",
+		r := runHub(t, Config{Broker: url, AllowPlaintext: true, Backoff: fast, ClientID: id, ShareGroup: "hubs",
 			Root: root, DBPath: filepath.Join(t.TempDir(), "hub.db"), Version: "v-test"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- srv.Run(ctx) }()
-		var once sync.Once
-		stop := func() {
-			once.Do(func() {
-				cancel()
-				if err := <-done; err != nil {
-					t.Error(err)
-				}
-				if err := srv.Close(); err != nil {
-					t.Error(err)
-				}
-			})
-		}
-		t.Cleanup(stop)
-		return srv, stop
+		return r.srv, r.stop
 	}
 	a, _ := start(p.URL(), "hub-a")
 	bsrv, stopB := start(b.URL(), "hub-b")
