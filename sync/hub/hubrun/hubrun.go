@@ -411,11 +411,18 @@ func (s *Server) Run(ctx context.Context) error {
 	defer stopHub()
 
 	var wg sync.WaitGroup
-	errs := make(chan error, 4)
+	// errs keeps the first component error; fail stops the hub on any.
+	errs := make(chan error, 1)
+	fail := func(err error) {
+		select {
+		case errs <- err:
+		default:
+		}
+		stopHub()
+	}
 	wg.Go(func() {
 		if err := s.session.Run(sessCtx); err != nil {
-			errs <- fmt.Errorf("hubrun: mqtt session: %w", err)
-			stopHub()
+			fail(fmt.Errorf("hubrun: mqtt session: %w", err))
 		}
 	})
 	var srv *http.Server
@@ -432,8 +439,7 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 		wg.Go(func() {
 			if err := srv.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				errs <- fmt.Errorf("hubrun: http: %w", err)
-				stopHub()
+				fail(fmt.Errorf("hubrun: http: %w", err))
 			}
 		})
 		s.log.Info("hub http api listening", "addr", s.ln.Addr().String())
@@ -441,8 +447,7 @@ func (s *Server) Run(ctx context.Context) error {
 	if s.al != nil {
 		wg.Go(func() {
 			if err := s.al.Run(hubCtx); err != nil {
-				errs <- err
-				stopHub()
+				fail(err)
 			}
 		})
 	}
@@ -454,13 +459,12 @@ func (s *Server) Run(ctx context.Context) error {
 	if s.enrol != nil {
 		wg.Go(func() {
 			if err := s.enrol.Run(hubCtx); err != nil {
-				errs <- err
-				stopHub()
+				fail(err)
 			}
 		})
 	}
 	if err := s.hub.Run(hubCtx); err != nil {
-		errs <- err
+		fail(err)
 	}
 	stopHub() // the allowlist server stops with the ingest
 	if srv != nil {
@@ -544,7 +548,7 @@ func (s *Server) onHubStatus(_ string, payload []byte) {
 
 // HubStatusTopic is <root>/v1/$hub/status.
 func HubStatusTopic(root string) string {
-	return root + "/" + wire.Version + "/" + hub.HubSegment + "/" + wire.LeafStatus
+	return wire.Topics{Root: root, Agent: hub.HubSegment}.Status()
 }
 
 func hubStatusJSON(state, reason, version, instance string) []byte {
