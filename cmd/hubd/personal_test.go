@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -35,53 +36,9 @@ func TestPersonalDataEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	var logs logbuf.Buffer
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- serve(ctx, []string{"-broker", b.URL(), "-plaintext", "-root", root, "-db", filepath.Join(dir, "hub.db"),
-			"-http", "127.0.0.1:0", "-seal-key", filepath.Join(dir, "hub.key"), "-reveal-personal-data", "-log-level", "debug"}, &logs)
-	}()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
-	var addr string
-	eventually(t, "hubd listening", func() bool {
-		for line := range strings.SplitSeq(logs.String(), "\n") {
-			var l struct{ Msg, Addr string }
-			if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "hub http api listening" {
-				addr = l.Addr
-			}
-		}
-		return addr != ""
-	})
-
-	s, err := uplink.NewSession(uplink.SessionOptions{Broker: b.URL(), ClientID: "k1", AllowPlaintext: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sctx, stopSession := context.WithCancel(context.Background())
-	sdone := make(chan error, 1)
-	go func() { sdone <- s.Run(sctx) }()
-	defer func() { stopSession(); <-sdone }()
-	publish := func(m uplink.Message) {
-		t.Helper()
-		pctx, c := context.WithTimeout(context.Background(), 10*time.Second)
-		defer c()
-		for {
-			err := s.Publish(pctx, m)
-			if err == nil {
-				return
-			}
-			if !errors.Is(err, uplink.ErrNotConnected) || pctx.Err() != nil {
-				t.Fatal(err)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
+	addr, logs, stopHub := startServe(t, []string{"-broker", b.URL(), "-plaintext", "-root", root, "-db", filepath.Join(dir, "hub.db"),
+		"-http", "127.0.0.1:0", "-seal-key", filepath.Join(dir, "hub.key"), "-reveal-personal-data", "-log-level", "debug"})
+	publish := startPublisher(t, b.URL(), "k1")
 	get := func(path string) (int, string) {
 		resp, err := http.Get("http://" + addr + path)
 		if err != nil {
@@ -131,11 +88,7 @@ func TestPersonalDataEndToEnd(t *testing.T) {
 	if code, body := get("/api/agents/k1/records?reveal=1"); code != 200 || strings.Count(body, rawID) != 1 {
 		t.Errorf("revealed response %d: %s", code, body)
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Error(err)
-	}
-	done <- nil // for the deferred stop
+	stopHub()
 	out := logs.String()
 	if strings.Contains(out, rawID) || strings.Contains(out, sealedID) {
 		t.Errorf("hubd's log holds the ID number or its sealed form:\n%s", out)
@@ -153,5 +106,66 @@ func eventually(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("%s: not reached within 20s", what)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// startServe runs hubd serve with args in-process and waits until its HTTP
+// API listens; it returns that address, serve's log and an idempotent stop
+// (also run when the test ends) that reports serve's error.
+func startServe(t *testing.T, args []string) (addr string, logs *logbuf.Buffer, stop func()) {
+	t.Helper()
+	logs = new(logbuf.Buffer)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, args, logs) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	eventually(t, "hubd listening", func() bool {
+		for line := range strings.SplitSeq(logs.String(), "\n") {
+			var l struct{ Msg, Addr string }
+			if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "hub http api listening" {
+				addr = l.Addr
+			}
+		}
+		return addr != ""
+	})
+	return addr, logs, stop
+}
+
+// startPublisher runs an uplink session to url as clientID until the test
+// ends and returns a publish that retries (up to 10 s) while the session
+// is not yet connected.
+func startPublisher(t *testing.T, url, clientID string) (publish func(uplink.Message)) {
+	t.Helper()
+	s, err := uplink.NewSession(uplink.SessionOptions{Broker: url, ClientID: clientID, AllowPlaintext: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return func(m uplink.Message) {
+		t.Helper()
+		pctx, c := context.WithTimeout(context.Background(), 10*time.Second)
+		defer c()
+		for {
+			err := s.Publish(pctx, m)
+			if err == nil {
+				return
+			}
+			if !errors.Is(err, uplink.ErrNotConnected) || pctx.Err() != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
 	}
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
@@ -18,7 +17,6 @@ import (
 	"github.com/kioskedge/kioskedge/sync/uplink"
 	"github.com/kioskedge/kioskedge/sync/wire"
 	"github.com/kioskedge/kioskedge/testhw/broker"
-	"github.com/kioskedge/kioskedge/testhw/logbuf"
 )
 
 const testPlanCSV = `region_code,community,area,planned_kiosks,planned_gates,county_name
@@ -94,54 +92,15 @@ func TestServeCoverage(t *testing.T) {
 	if err := run([]string{"plan", "import", "-csv", writePlanFile(t, "plan.csv", testPlanCSV), "-dir", planDir}, io.Discard); err != nil {
 		t.Fatal(err)
 	}
-	var logs logbuf.Buffer
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- serve(ctx, []string{"-broker", b.URL(), "-plaintext", "-root", root, "-db", filepath.Join(dir, "hub.db"),
-			"-http", "127.0.0.1:0", "-plan-dir", planDir}, &logs)
-	}()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
-	var addr string
-	eventually(t, "hubd listening", func() bool {
-		for line := range strings.SplitSeq(logs.String(), "\n") {
-			var l struct{ Msg, Addr string }
-			if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "hub http api listening" {
-				addr = l.Addr
-			}
-		}
-		return addr != ""
-	})
-	s, err := uplink.NewSession(uplink.SessionOptions{Broker: b.URL(), ClientID: "k1", AllowPlaintext: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sctx, stopSession := context.WithCancel(context.Background())
-	sdone := make(chan error, 1)
-	go func() { sdone <- s.Run(sctx) }()
-	defer func() { stopSession(); <-sdone }()
+	addr, _, _ := startServe(t, []string{"-broker", b.URL(), "-plaintext", "-root", root, "-db", filepath.Join(dir, "hub.db"),
+		"-http", "127.0.0.1:0", "-plan-dir", planDir})
+	publish := startPublisher(t, b.URL(), "k1")
 	birth, err := json.Marshal(wire.Status{State: wire.StateOnline, Agent: "k1", BootID: "b1", BdSeq: 1, Time: time.Now(), Region: "110101001001",
 		Inventory: []wire.Device{{Name: "reader", Kind: "idcard"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	pctx, pcancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer pcancel()
-	for {
-		err := s.Publish(pctx, uplink.Message{Topic: wire.Topics{Root: root, Agent: "k1"}.Status(), QoS: 1, Retained: true, Payload: birth})
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, uplink.ErrNotConnected) || pctx.Err() != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	publish(uplink.Message{Topic: wire.Topics{Root: root, Agent: "k1"}.Status(), QoS: 1, Retained: true, Payload: birth})
 	get := func(path string) (int, string) {
 		resp, err := http.Get("http://" + addr + path)
 		if err != nil {
