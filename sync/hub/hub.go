@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"maps"
 	"math/bits"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -433,11 +432,21 @@ func (h *Hub) fill(group []item) []item {
 func (h *Hub) commit(group []item, pending chan<- pendingAck) {
 	var w hubstore.Write
 	arrived := map[string]time.Time{} // per agent, its oldest batch in the group
-	var touched []string
-	touch := func(agent string) {
-		if !slices.Contains(touched, agent) {
+	// touched lists the group's agents once each (for the lifecycle
+	// detector), changed those with a status or health (OnAgentChange).
+	// A group's statuses and health are unbounded (fill counts batches):
+	// a set, not a scan of the list.
+	var touched, changed []string
+	seen := map[string]bool{} // agent → has a status or health
+	touch := func(agent string, change bool) {
+		had, ok := seen[agent]
+		if !ok {
 			touched = append(touched, agent)
 		}
+		if change && !had {
+			changed = append(changed, agent)
+		}
+		seen[agent] = had || change
 	}
 	for _, it := range group {
 		switch {
@@ -446,13 +455,13 @@ func (h *Hub) commit(group []item, pending chan<- pendingAck) {
 			if t, ok := arrived[it.batch.Agent]; !ok || it.at.Before(t) {
 				arrived[it.batch.Agent] = it.at
 			}
-			touch(it.batch.Agent)
+			touch(it.batch.Agent, false)
 		case it.status != nil:
 			w.Statuses = append(w.Statuses, *it.status)
-			touch(it.status.Status.Agent)
+			touch(it.status.Status.Agent, true)
 		case it.health != nil:
 			w.Health = append(w.Health, *it.health)
-			touch(it.health.Agent)
+			touch(it.health.Agent, true)
 		}
 	}
 	if len(w.Statuses) > 0 {
@@ -493,7 +502,9 @@ func (h *Hub) commit(group []item, pending chan<- pendingAck) {
 	}
 	// Before the commit is counted, so a Wait on it sees the change.
 	if f := h.opts.OnAgentChange; f != nil {
-		notifyAgents(w, f)
+		for _, id := range changed {
+			f(id)
+		}
 	}
 	// Before the commit is counted, so a Wait on it sees the detector's view.
 	h.lifecycleGaps(touched)
@@ -523,23 +534,6 @@ func (h *Hub) commit(group []item, pending chan<- pendingAck) {
 	}
 	if unackable > 0 {
 		h.log.Warn("hub cannot ack: sequence 1 not covered yet for some agents", "agents", unackable)
-	}
-}
-
-// notifyAgents calls f once for each agent with a status or health in w.
-func notifyAgents(w hubstore.Write, f func(string)) {
-	seen := make(map[string]struct{}, len(w.Statuses)+len(w.Health))
-	call := func(id string) {
-		if _, ok := seen[id]; !ok {
-			seen[id] = struct{}{}
-			f(id)
-		}
-	}
-	for _, st := range w.Statuses {
-		call(st.Status.Agent)
-	}
-	for _, hu := range w.Health {
-		call(hu.Agent)
 	}
 }
 

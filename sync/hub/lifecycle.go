@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"cmp"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -255,14 +256,6 @@ func (h *Hub) Lifecycle() []LifecycleInfo {
 		out = append(out, li)
 	}
 	h.lc.mu.Unlock()
-	slices.SortFunc(out, func(a, b LifecycleInfo) int {
-		switch {
-		case a.Agent < b.Agent:
-			return -1
-		case a.Agent > b.Agent:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(out, func(a, b LifecycleInfo) int { return cmp.Compare(a.Agent, b.Agent) })
 	return out
 }
