@@ -242,12 +242,9 @@ func decodeState(p []byte, a *State) error {
 		return fmt.Errorf("%w: bdseq", ErrCorrupt)
 	}
 	a.BdSeq, p = v, p[k:]
-	cov, rest, err := decodeCoverage(p)
+	cov, err := DecodeCoverage(p)
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrCorrupt, err)
-	}
-	if len(rest) != 0 {
-		return fmt.Errorf("%w: %d trailing bytes", ErrCorrupt, len(rest))
+		return err
 	}
 	a.Coverage = cov
 	return nil
