@@ -241,21 +241,22 @@ func (l *Leader) bumpTerm(ctx context.Context, conn *pgx.Conn) (int64, error) {
 	return term, err
 }
 
-// schemaLockKey serialises this file's CREATE TABLE IF NOT EXISTS
-// between instances starting together (two concurrent ones can fail on
-// the catalog's unique index).
+// schemaLockKey serialises the package's CREATE TABLE IF NOT EXISTS
+// (the store's, the leader's, the alert state's) between instances
+// starting together (two concurrent ones can fail on the catalog's unique
+// index).
 var schemaLockKey = LockKey("\x00schema")
 
-// execer is what ensureSchema needs of a connection.
-type execer interface {
+// beginner is what ensureSchema needs of a connection or pool.
+type beginner interface {
 	Begin(ctx context.Context) (pgx.Tx, error)
 }
 
 // ensureSchema runs ddl in a transaction holding schemaLockKey.
-func ensureSchema(ctx context.Context, conn execer, ddl string) error {
+func ensureSchema(ctx context.Context, conn beginner, ddl string) error {
 	tx, err := conn.Begin(ctx)
 	if err != nil {
-		return err
+		return fmt.Errorf("hubpg: schema: %w", err)
 	}
 	defer func() {
 		// A committed transaction's Rollback is a no-op; a failed one's
@@ -263,10 +264,13 @@ func ensureSchema(ctx context.Context, conn execer, ddl string) error {
 		_ = tx.Rollback(context.WithoutCancel(ctx))
 	}()
 	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", schemaLockKey); err != nil {
-		return err
+		return fmt.Errorf("hubpg: schema: %w", err)
 	}
 	if _, err := tx.Exec(ctx, ddl); err != nil {
 		return fmt.Errorf("hubpg: schema: %w", err)
 	}
-	return tx.Commit(ctx)
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("hubpg: schema: %w", err)
+	}
+	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -94,11 +95,6 @@ CREATE TABLE IF NOT EXISTS agents (
 	health       bytea
 );`
 
-// schemaLock is the advisory lock key that serialises schema creation by
-// processes opening one database at once (CREATE TABLE IF NOT EXISTS
-// races otherwise).
-const schemaLock = 0x6b696f736b687562 // "kioskhub"
-
 // Open connects to dsn (postgres://… or a libpq key=value string),
 // creates the schema if missing and returns the store. It fails with the
 // parse, connect or DDL error; nothing is left open then.
@@ -122,16 +118,9 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("hubpg: connect: %w", err)
 	}
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", int64(schemaLock)); err != nil {
-			return err
-		}
-		_, err := tx.Exec(ctx, schema)
-		return err
-	})
-	if err != nil {
+	if err := ensureSchema(ctx, s.pool, schema); err != nil {
 		s.pool.Close()
-		return nil, fmt.Errorf("hubpg: create schema: %w", err)
+		return nil, err
 	}
 	var n int64
 	if err := s.pool.QueryRow(ctx, "SELECT count(*) FROM agents").Scan(&n); err != nil {
@@ -207,13 +196,33 @@ func retryable(err error) bool {
 	return errors.As(err, &pe) && (pe.Code == "40P01" || pe.Code == "40001")
 }
 
-// row is an agents row as Apply reads it: the decision state, without the
-// status, birth and health JSON (Apply only overwrites those).
+// row is an agents row as Apply reads it (rowColumns): the decision
+// state, without the status, birth and health JSON (Apply only overwrites
+// those).
 type row struct {
+	id                                          string
 	received, duplicates, declared, ackedBefore int64
 	coverage                                    []byte
 	hasStatus, online                           bool
 	bdseq                                       int64
+}
+
+const rowColumns = `agent, received, duplicates, declared, acked_before, coverage, has_status, online, bdseq`
+
+// dest returns where Scan puts rowColumns.
+func (r *row) dest() []any {
+	return []any{&r.id, &r.received, &r.duplicates, &r.declared, &r.ackedBefore, &r.coverage, &r.hasStatus, &r.online, &r.bdseq}
+}
+
+// state decodes r; an undecodable coverage is ErrCorrupt.
+func (r *row) state() (hubstore.State, error) {
+	cov, err := hubstore.DecodeCoverage(r.coverage)
+	if err != nil {
+		return hubstore.State{}, fmt.Errorf("%w: agent %q: %v", ErrCorrupt, r.id, err)
+	}
+	return hubstore.State{ID: r.id, Received: uint64(r.received), Duplicates: uint64(r.duplicates),
+		Declared: uint64(r.declared), AckedBefore: uint64(r.ackedBefore), Coverage: cov,
+		HasStatus: r.hasStatus, Online: r.online, BdSeq: uint64(r.bdseq)}, nil
 }
 
 func (s *Store) apply(ctx context.Context, w *hubstore.Write, careful bool) (hubstore.Result, error) {
@@ -231,20 +240,19 @@ func (s *Store) apply(ctx context.Context, w *hubstore.Write, careful bool) (hub
 	if _, err := tx.Exec(ctx, `INSERT INTO agents (agent) SELECT unnest($1::text[]) ORDER BY 1 ON CONFLICT DO NOTHING`, ids); err != nil {
 		return hubstore.Result{}, err
 	}
-	rows, err := tx.Query(ctx, `SELECT agent, received, duplicates, declared, acked_before, coverage, has_status, online, bdseq
+	rows, err := tx.Query(ctx, `SELECT `+rowColumns+`
 		FROM agents WHERE agent = ANY($1) ORDER BY agent FOR UPDATE`, ids)
 	if err != nil {
 		return hubstore.Result{}, err
 	}
 	states := make(map[string]row, len(ids))
 	for rows.Next() {
-		var id string
 		var r row
-		if err := rows.Scan(&id, &r.received, &r.duplicates, &r.declared, &r.ackedBefore, &r.coverage, &r.hasStatus, &r.online, &r.bdseq); err != nil {
+		if err := rows.Scan(r.dest()...); err != nil {
 			rows.Close()
 			return hubstore.Result{}, err
 		}
-		states[id] = r
+		states[r.id] = r
 	}
 	if err := rows.Err(); err != nil {
 		return hubstore.Result{}, err
@@ -254,13 +262,7 @@ func (s *Store) apply(ctx context.Context, w *hubstore.Write, careful bool) (hub
 		if !ok {
 			return hubstore.State{}, fmt.Errorf("agent %q row not locked", id)
 		}
-		cov, err := hubstore.DecodeCoverage(r.coverage)
-		if err != nil {
-			return hubstore.State{}, fmt.Errorf("%w: agent %q: %v", ErrCorrupt, id, err)
-		}
-		return hubstore.State{ID: id, Received: uint64(r.received), Duplicates: uint64(r.duplicates),
-			Declared: uint64(r.declared), AckedBefore: uint64(r.ackedBefore), Coverage: cov,
-			HasStatus: r.hasStatus, Online: r.online, BdSeq: uint64(r.bdseq)}, nil
+		return r.state()
 	})
 	if err != nil {
 		return hubstore.Result{}, err
@@ -421,26 +423,19 @@ func clampInt64(v uint64) int64 {
 	return int64(v)
 }
 
-const stateColumns = `agent, received, duplicates, declared, acked_before, coverage, has_status, online, bdseq, status, birth, health`
+const stateColumns = rowColumns + `, status, birth, health`
 
-func scanState(r pgx.Row) (hubstore.AgentState, error) {
-	var (
-		st                                          hubstore.State
-		received, duplicates, declared, ackedBefore int64
-		bdseq                                       int64
-		cov                                         []byte
-	)
-	if err := r.Scan(&st.ID, &received, &duplicates, &declared, &ackedBefore, &cov, &st.HasStatus, &st.Online, &bdseq,
-		&st.Status, &st.Birth, &st.Health); err != nil {
+func scanState(sc pgx.Row) (hubstore.AgentState, error) {
+	var r row
+	var status, birth, health []byte
+	if err := sc.Scan(append(r.dest(), &status, &birth, &health)...); err != nil {
 		return hubstore.AgentState{}, err
 	}
-	c, err := hubstore.DecodeCoverage(cov)
+	st, err := r.state()
 	if err != nil {
-		return hubstore.AgentState{}, fmt.Errorf("%w: agent %q: %v", ErrCorrupt, st.ID, err)
+		return hubstore.AgentState{}, err
 	}
-	st.Coverage = c
-	st.Received, st.Duplicates, st.Declared, st.AckedBefore = uint64(received), uint64(duplicates), uint64(declared), uint64(ackedBefore)
-	st.BdSeq = uint64(bdseq)
+	st.Status, st.Birth, st.Health = status, birth, health
 	return st.Snapshot(), nil
 }
 
@@ -478,15 +473,7 @@ func (s *Store) Agents() []hubstore.AgentState {
 		if err == nil {
 			// Sorted by the database's collation; keep Go's byte order
 			// like hubstore.
-			slices.SortFunc(out, func(x, y hubstore.AgentState) int {
-				switch {
-				case x.ID < y.ID:
-					return -1
-				case x.ID > y.ID:
-					return 1
-				}
-				return 0
-			})
+			slices.SortFunc(out, func(x, y hubstore.AgentState) int { return strings.Compare(x.ID, y.ID) })
 			return out
 		}
 	}
