@@ -319,19 +319,16 @@ func (g *Gate) Present(doorID, reader string, c credential.Credential, frameOK b
 		d.mu.Unlock()
 		return dec
 	}
-	was, err := g.pulse(d, now)
-	g.q.push(entry{kind: recDecision, at: now, door: doorID, dec: dec})
-	if !was {
-		g.q.push(entry{kind: recEvent, at: now, door: doorID, name: "released", by: "grant"})
-	}
-	g.relayResult(d, "release", err, now)
+	_ = g.release(d, now, entry{kind: recDecision, at: now, door: doorID, dec: dec}, "grant", "")
 	d.mu.Unlock()
 	return dec
 }
 
-// pulse releases d and starts or extends its unlock pulse; d.mu is held.
-// It reports whether d was already released.
-func (g *Gate) pulse(d *door, now time.Time) (bool, error) {
+// release releases d and starts or extends its unlock pulse, then queues
+// why (the record of what asked), a released event by by (and command)
+// when d was secured, and the relay's result, which it returns; d.mu is
+// held.
+func (g *Gate) release(d *door, now time.Time, why entry, by, command string) error {
 	err := act(d.cfg.Door, opRelease)
 	was := d.released
 	d.released = true // even on error: the pulse's end will secure it
@@ -339,15 +336,26 @@ func (g *Gate) pulse(d *door, now time.Time) (bool, error) {
 	if d.pulseTimer == nil {
 		d.pulseTimer = g.clock.AfterFunc(d.cfg.UnlockPulse, d.onPulse)
 	}
-	return was, err
+	g.q.push(why)
+	if !was {
+		g.q.push(entry{kind: recEvent, at: now, door: d.cfg.ID, name: "released", by: by, command: command})
+	}
+	g.relayResult(d, "release", err, now)
+	return err
+}
+
+// stopPulse stops d's pulse timer; a late call finds the door secured (or
+// halted, or held by a fire) and does nothing. d.mu is held.
+func (g *Gate) stopPulse(d *door) {
+	if d.pulseTimer != nil {
+		d.pulseTimer.Stop()
+		d.pulseTimer = nil
+	}
 }
 
 // secure locks d and ends its pulse; d.mu is held.
 func (g *Gate) secure(d *door, now time.Time, by string) {
-	if d.pulseTimer != nil {
-		d.pulseTimer.Stop() // a late call finds the door secured and does nothing
-		d.pulseTimer = nil
-	}
+	g.stopPulse(d)
 	err := act(d.cfg.Door, opSecure)
 	d.released = false
 	d.openedInPulse = false
@@ -472,12 +480,7 @@ func (g *Gate) Input(ev InputEvent) {
 			g.q.push(entry{kind: recEvent, at: at, door: d.cfg.ID, name: "exit"})
 			return
 		}
-		was, err := g.pulse(d, now)
-		g.q.push(entry{kind: recEvent, at: at, door: d.cfg.ID, name: "exit"})
-		if !was {
-			g.q.push(entry{kind: recEvent, at: now, door: d.cfg.ID, name: "released", by: "exit"})
-		}
-		g.relayResult(d, "release", err, now)
+		_ = g.release(d, now, entry{kind: recEvent, at: at, door: d.cfg.ID, name: "exit"}, "exit", "")
 		return
 	}
 	if !d.cfg.HasContact || d.open == ev.Active {
@@ -551,10 +554,7 @@ func (g *Gate) fireOn(d *door, now time.Time) {
 	}
 	err := act(d.cfg.Door, opRelease)
 	d.fire = true
-	if d.pulseTimer != nil {
-		d.pulseTimer.Stop()
-		d.pulseTimer = nil
-	}
+	g.stopPulse(d)
 	g.stopHeld(d)
 	d.released = true
 	d.openedInPulse = false
@@ -599,13 +599,7 @@ func (g *Gate) RemoteOpen(doorID, commandID string) error {
 		g.q.push(entry{kind: recEvent, at: now, door: doorID, name: "remote_open", command: commandID})
 		return nil
 	}
-	was, err := g.pulse(d, now)
-	g.q.push(entry{kind: recEvent, at: now, door: doorID, name: "remote_open", command: commandID})
-	if !was {
-		g.q.push(entry{kind: recEvent, at: now, door: doorID, name: "released", by: "remote", command: commandID})
-	}
-	g.relayResult(d, "release", err, now)
-	if err != nil {
+	if err := g.release(d, now, entry{kind: recEvent, at: now, door: doorID, name: "remote_open", command: commandID}, "remote", commandID); err != nil {
 		return fmt.Errorf("%w: %w", ErrRelay, err)
 	}
 	return nil
@@ -695,10 +689,7 @@ func (g *Gate) halt() {
 		for _, d := range g.order {
 			d.mu.Lock()
 			d.halted = true
-			if d.pulseTimer != nil {
-				d.pulseTimer.Stop()
-				d.pulseTimer = nil
-			}
+			g.stopPulse(d)
 			g.stopHeld(d)
 			err := act(d.cfg.Door, opHalt)
 			now := g.clock.Now()
