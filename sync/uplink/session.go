@@ -228,9 +228,6 @@ type subscription struct {
 	optional bool
 }
 
-// errRefused marks a subscription the broker refused (SUBACK 0x80).
-var errRefused = errors.New("refused by the broker")
-
 // conn is one established connection.
 type conn struct {
 	client   mqtt.Client
@@ -586,10 +583,6 @@ func (s *Session) connect(ctx context.Context) (*conn, error) {
 	}
 	for _, sub := range subs {
 		if err := s.subscribe(c, sub); err != nil {
-			if sub.optional && errors.Is(err, errRefused) {
-				s.log.Warn("mqtt optional subscription refused, carrying on without it", "err", err)
-				continue
-			}
 			s.subMu.Unlock()
 			s.dropConn(c)
 			c.client.Disconnect(0)
@@ -643,6 +636,8 @@ func (s *Session) goOwned(f func()) bool {
 	return true
 }
 
+// subscribe asks the broker for sub on c. An optional subscription the
+// broker refuses is logged and is no error.
 func (s *Session) subscribe(c *conn, sub subscription) error {
 	h, maxLen := sub.h, s.opts.MaxMessage
 	tok := c.client.Subscribe(sub.filter, sub.qos, func(_ mqtt.Client, m mqtt.Message) {
@@ -662,8 +657,12 @@ func (s *Session) subscribe(c *conn, sub subscription) error {
 	}
 	if st, ok := tok.(*mqtt.SubscribeToken); ok {
 		for _, code := range st.Result() {
+			if code == 0x80 && sub.optional {
+				s.log.Warn("mqtt optional subscription refused by the broker, carrying on without it", "filter", sub.filter)
+				return nil
+			}
 			if code == 0x80 {
-				return fmt.Errorf("uplink: subscribe %q: %w", sub.filter, errRefused)
+				return fmt.Errorf("uplink: subscribe %q: refused by the broker", sub.filter)
 			}
 		}
 	}
@@ -690,12 +689,7 @@ func (s *Session) Subscribe(filter string, qos byte, h func(topic string, payloa
 // the connection kept, and it is asked for again on the next connect.
 // h also gets the message's retained flag.
 func (s *Session) subscribeOptional(filter string, qos byte, h func(topic string, payload []byte, retained bool)) error {
-	err := s.remember(subscription{filter: filter, qos: qos, h: h, optional: true})
-	if errors.Is(err, errRefused) {
-		s.log.Warn("mqtt optional subscription refused, carrying on without it", "err", err)
-		return nil
-	}
-	return err
+	return s.remember(subscription{filter: filter, qos: qos, h: h, optional: true})
 }
 
 func (s *Session) remember(sub subscription) error {
