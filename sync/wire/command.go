@@ -173,7 +173,7 @@ func ParseCommand(b []byte) (Command, error) {
 	if len(b) > MaxControlMessage {
 		return c, fmt.Errorf("%w: %d bytes over %d", ErrBadCommand, len(b), MaxControlMessage)
 	}
-	if err := strictJSON(b, &c); err != nil {
+	if err := strictJSON(b, &c, ErrBadCommand); err != nil {
 		return Command{}, err
 	}
 	switch {
@@ -217,7 +217,7 @@ func CommandID(b []byte) string {
 // 1..MaxDoorLen printable ASCII, nothing else. Errors wrap ErrBadCommand.
 func ParseDoorOpenArgs(raw json.RawMessage) (DoorOpenArgs, error) {
 	var a DoorOpenArgs
-	if err := strictJSON(raw, &a); err != nil {
+	if err := strictJSON(raw, &a, ErrBadCommand); err != nil {
 		return a, err
 	}
 	if !doorOK(a.Door) {
@@ -230,7 +230,7 @@ func ParseDoorOpenArgs(raw json.RawMessage) (DoorOpenArgs, error) {
 // with M one of the DoorMode constants. Errors wrap ErrBadCommand.
 func ParseDoorModeArgs(raw json.RawMessage) (DoorModeArgs, error) {
 	var a DoorModeArgs
-	if err := strictJSON(raw, &a); err != nil {
+	if err := strictJSON(raw, &a, ErrBadCommand); err != nil {
 		return a, err
 	}
 	if !doorOK(a.Door) {
@@ -251,7 +251,7 @@ func ParseNoArgs(raw json.RawMessage) error {
 		return nil
 	}
 	var v struct{}
-	return strictJSON(raw, &v)
+	return strictJSON(raw, &v, ErrBadCommand)
 }
 
 // DecodeCommandResult parses a result, rejecting oversized or malformed
@@ -271,17 +271,19 @@ func DecodeCommandResult(b []byte) (CommandResult, error) {
 	return r, nil
 }
 
-func strictJSON(b []byte, v any) error {
+// strictJSON decodes the JSON object b into v, refusing unknown fields
+// and anything after the object; errors wrap bad.
+func strictJSON(b []byte, v any, bad error) error {
 	if t := bytes.TrimLeft(b, " \t\r\n"); len(t) == 0 || t[0] != '{' {
-		return fmt.Errorf("%w: not a JSON object", ErrBadCommand)
+		return fmt.Errorf("%w: not a JSON object", bad)
 	}
 	d := json.NewDecoder(bytes.NewReader(b))
 	d.DisallowUnknownFields()
 	if err := d.Decode(v); err != nil {
-		return fmt.Errorf("%w: %v", ErrBadCommand, err)
+		return fmt.Errorf("%w: %v", bad, err)
 	}
 	if _, err := d.Token(); err != io.EOF {
-		return fmt.Errorf("%w: trailing data", ErrBadCommand)
+		return fmt.Errorf("%w: trailing data", bad)
 	}
 	return nil
 }

@@ -1,7 +1,6 @@
 package wire
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -114,7 +113,7 @@ func DecodeEnrolRequest(b []byte) (EnrolRequest, error) {
 	if len(b) > MaxEnrolMessage {
 		return r, fmt.Errorf("%w: %d bytes, more than %d", ErrBadEnrol, len(b), MaxEnrolMessage)
 	}
-	if err := strictEnrolJSON(b, &r); err != nil {
+	if err := strictJSON(b, &r, ErrBadEnrol); err != nil {
 		return EnrolRequest{}, err
 	}
 	if err := r.check(); err != nil {
@@ -156,7 +155,7 @@ func DecodeEnrolResponse(b []byte) (EnrolResponse, error) {
 	if len(b) > MaxEnrolMessage {
 		return r, fmt.Errorf("%w: %d bytes, more than %d", ErrBadEnrol, len(b), MaxEnrolMessage)
 	}
-	if err := strictEnrolJSON(b, &r); err != nil {
+	if err := strictJSON(b, &r, ErrBadEnrol); err != nil {
 		return EnrolResponse{}, err
 	}
 	if err := r.check(); err != nil {
@@ -175,21 +174,6 @@ func (r EnrolResponse) check() error {
 		return fmt.Errorf("%w: ok response needs cert and ca and no code", ErrBadEnrol)
 	case !r.OK && (r.Code == "" || r.Cert != "" || !tokenOK(r.Code, 1, 32, false)):
 		return fmt.Errorf("%w: refusal needs a code and no cert", ErrBadEnrol)
-	}
-	return nil
-}
-
-func strictEnrolJSON(b []byte, v any) error {
-	if t := bytes.TrimLeft(b, " \t\r\n"); len(t) == 0 || t[0] != '{' {
-		return fmt.Errorf("%w: not a JSON object", ErrBadEnrol)
-	}
-	d := json.NewDecoder(bytes.NewReader(b))
-	d.DisallowUnknownFields()
-	if err := d.Decode(v); err != nil {
-		return fmt.Errorf("%w: %v", ErrBadEnrol, err)
-	}
-	if _, err := d.Token(); err == nil {
-		return fmt.Errorf("%w: trailing data", ErrBadEnrol)
 	}
 	return nil
 }

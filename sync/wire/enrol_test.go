@@ -70,6 +70,7 @@ func TestDecodeEnrolRequestRefuses(t *testing.T) {
 		"no token":      `{"v":1,"id":"0123456789abcdef","agent":"a","token":"","csr":"-----BEGIN CERTIFICATE REQUEST-----"}`,
 		"not pem":       `{"v":1,"id":"0123456789abcdef","agent":"a","token":"t","csr":"hello"}`,
 		"trailing":      `{"v":1,"id":"0123456789abcdef","agent":"a","token":"t","csr":"-----BEGIN CERTIFICATE REQUEST-----"} {}`,
+		"trailing junk": `{"v":1,"id":"0123456789abcdef","agent":"a","token":"t","csr":"-----BEGIN CERTIFICATE REQUEST-----"} x`,
 		"too big":       `{"v":1,"id":"0123456789abcdef","agent":"a","token":"t","csr":"-----BEGIN CERTIFICATE REQUEST-----` + strings.Repeat("A", wire.MaxEnrolCSR) + `"}`,
 	} {
 		if _, err := wire.DecodeEnrolRequest([]byte(in)); !errors.Is(err, wire.ErrBadEnrol) {
