@@ -10,7 +10,6 @@ import (
 	"github.com/kioskedge/kioskedge/drivers/credential"
 	"github.com/kioskedge/kioskedge/firmware-specs/wiegandvectors"
 	"github.com/kioskedge/kioskedge/testhw/gpiosim"
-	"periph.io/x/conn/v3/gpio"
 )
 
 func loadVectors(t testing.TB) wiegandvectors.Vectors {
@@ -75,13 +74,8 @@ func TestConfigRejected(t *testing.T) {
 // feed plays a transmitter schedule into d as pulses with widths, returning
 // the frames it closes (Flush at the end).
 func feed(d *Decoder, ev []gpiosim.TxEdge, out []Frame) []Frame {
-	var fall [2]time.Time
-	for _, e := range ev {
-		if e.Level == gpio.Low {
-			fall[e.Line] = e.At
-			continue
-		}
-		if f, ok := d.Feed(Pulse{Line: Line(e.Line), Time: fall[e.Line], Width: e.At.Sub(fall[e.Line])}); ok {
+	for _, p := range pulsesOf(ev) {
+		if f, ok := d.Feed(p); ok {
 			out = append(out, f)
 		}
 	}
