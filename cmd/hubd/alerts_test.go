@@ -22,6 +22,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -59,35 +60,28 @@ func TestAlertChildAgent(t *testing.T) {
 	c.Hub.Broker, c.Hub.Plaintext, c.Hub.Root = os.Getenv(envAlertBroker), true, alertRoot
 	c.Hub.KeepAlive = config.Duration(alertKeepAlive)
 	c.Hub.BackoffMin, c.Hub.BackoffMax, c.Hub.BackoffStable = config.Duration(30*time.Millisecond), config.Duration(300*time.Millisecond), config.Duration(time.Second)
+	runChildNode(t, c, "alert-e2e")
+}
+
+// runChildNode runs the agent on c, in a child test process, until SIGTERM
+// or SIGINT.
+func runChildNode(t *testing.T, c config.Config, version string) {
+	t.Helper()
 	codec, err := wire.NewCodec(wire.Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer codec.Close()
-	n, err := node.Open(node.Options{Config: c, Version: "alert-e2e", Codec: codec})
+	n, err := node.Open(node.Options{Config: c, Version: version, Codec: codec})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer n.Close()
-	ctx, stop := signalContextForChild()
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	if err := n.Run(ctx); err != nil {
 		t.Fatal(err)
 	}
-}
-
-func signalContextForChild() (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithCancel(context.Background())
-	ch := make(chan os.Signal, 1)
-	signalNotifyTerm(ch)
-	go func() {
-		select {
-		case <-ch:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-	return ctx, cancel
 }
 
 // alertReceiver is the hotline's webhook: it verifies each signature and

@@ -43,11 +43,9 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/kioskedge/kioskedge/agent/config"
-	"github.com/kioskedge/kioskedge/cmd/internal/node"
 	"github.com/kioskedge/kioskedge/sync/hub/hubrun"
 	"github.com/kioskedge/kioskedge/sync/hubalert"
 	"github.com/kioskedge/kioskedge/sync/uplink"
-	"github.com/kioskedge/kioskedge/sync/wire"
 	"github.com/kioskedge/kioskedge/testhw/broker"
 	"github.com/kioskedge/kioskedge/testhw/pty"
 	"github.com/kioskedge/kioskedge/testhw/qrscansim"
@@ -92,21 +90,7 @@ func TestBrowserChildAgent(t *testing.T) {
 			Baud: config.DefaultBaud(config.KindQRScan), ReconnectMax: config.Duration(200 * time.Millisecond),
 			QRScan: &config.QRScan{Terminator: "CR"}}}
 	}
-	codec, err := wire.NewCodec(wire.Limits{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer codec.Close()
-	n, err := node.Open(node.Options{Config: c, Version: "browser-e2e", Codec: codec})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close()
-	ctx, stop := signalContextForChild()
-	defer stop()
-	if err := n.Run(ctx); err != nil {
-		t.Fatal(err)
-	}
+	runChildNode(t, c, "browser-e2e")
 }
 
 // chromiumPath finds Debian's chromium. Missing, it fails t under CI and
