@@ -156,19 +156,11 @@ func Parse(b []byte, baseDir string) (Config, error) {
 	if len(problems) > 0 {
 		return Config{}, fmt.Errorf("%w:\n  %s", ErrInvalid, strings.Join(problems, "\n  "))
 	}
-	if baseDir != "" {
-		for _, p := range []*string{&c.Agent.DataDir, &c.Hub.CAFile, &c.Hub.CertFile, &c.Hub.KeyFile, &c.Hub.PasswordFile} {
-			if *p != "" && !filepath.IsAbs(*p) {
-				*p = filepath.Join(baseDir, *p)
-			}
-		}
-		for i := range c.Devices {
-			if o := c.Devices[i].OSDP; o != nil {
-				for j := range o.Readers {
-					if k := &o.Readers[j].KeyFile; *k != "" && !filepath.IsAbs(*k) {
-						*k = filepath.Join(baseDir, *k)
-					}
-				}
+	resolvePaths(baseDir, &c.Agent.DataDir, &c.Hub.CAFile, &c.Hub.CertFile, &c.Hub.KeyFile, &c.Hub.PasswordFile)
+	for i := range c.Devices {
+		if o := c.Devices[i].OSDP; o != nil {
+			for j := range o.Readers {
+				resolvePaths(baseDir, &o.Readers[j].KeyFile)
 			}
 		}
 	}
@@ -176,6 +168,19 @@ func Parse(b []byte, baseDir string) (Config, error) {
 	c.resolveGate(baseDir)
 	applyDeviceDefaults(c.Devices)
 	return c, nil
+}
+
+// resolvePaths makes each non-empty relative path absolute under baseDir;
+// an empty baseDir leaves them as they are.
+func resolvePaths(baseDir string, paths ...*string) {
+	if baseDir == "" {
+		return
+	}
+	for _, p := range paths {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(baseDir, *p)
+		}
+	}
 }
 
 func (c Config) validate() []string {

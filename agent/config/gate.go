@@ -255,11 +255,7 @@ func (c Config) validateGate() []string {
 }
 
 func (c *Config) resolveGate(baseDir string) {
-	for _, p := range []*string{&c.Gate.AllowlistFile, &c.Gate.CommandKeyFile, &c.Gate.CommandSeenFile} {
-		if *p != "" && baseDir != "" && !filepath.IsAbs(*p) {
-			*p = filepath.Join(baseDir, *p)
-		}
-	}
+	resolvePaths(baseDir, &c.Gate.AllowlistFile, &c.Gate.CommandKeyFile, &c.Gate.CommandSeenFile)
 	if c.Gate.AllowlistFile == "" {
 		c.Gate.AllowlistFile = filepath.Join(c.Agent.DataDir, "allowlist.db")
 	}

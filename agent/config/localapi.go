@@ -97,11 +97,7 @@ func IsLoopbackHost(host string) bool {
 }
 
 func (c *Config) resolveLocalAPI(baseDir string) {
-	for _, p := range []*string{&c.LocalAPI.TokenFile, &c.Privacy.SiteKeyFile, &c.Privacy.HubPublicKeyFile} {
-		if *p != "" && baseDir != "" && !filepath.IsAbs(*p) {
-			*p = filepath.Join(baseDir, *p)
-		}
-	}
+	resolvePaths(baseDir, &c.LocalAPI.TokenFile, &c.Privacy.SiteKeyFile, &c.Privacy.HubPublicKeyFile)
 	if c.LocalAPI.TokenFile == "" {
 		c.LocalAPI.TokenFile = filepath.Join(c.Agent.DataDir, "localapi.token")
 	}
