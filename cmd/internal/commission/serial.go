@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/kioskedge/kioskedge/agent/config"
+	"github.com/kioskedge/kioskedge/cmd/internal/devices"
 	"github.com/kioskedge/kioskedge/drivers/credential"
 	"github.com/kioskedge/kioskedge/drivers/escpos"
 	"github.com/kioskedge/kioskedge/drivers/idcard"
@@ -303,19 +304,8 @@ func (t *Tester) testSSCard(ctx context.Context, d config.Device, port serialpor
 // testQRScan waits for one scan.
 func (t *Tester) testQRScan(ctx context.Context, d config.Device, port serialport.Port) Check {
 	name := checkName(d.Name)
-	q := d.QRScan
-	if q == nil {
-		q = &config.QRScan{}
-	}
-	fc := qrscan.FramerConfig{Terminator: terminator(q.Terminator), StripAIM: q.StripAIM, MaxLen: q.MaxLen, CharTimeout: q.CharTimeout.D()}
-	if q.Prefix != "" {
-		fc.Prefixes = [][]byte{[]byte(q.Prefix)}
-	}
-	if q.Suffix != "" {
-		fc.Suffixes = [][]byte{[]byte(q.Suffix)}
-	}
 	scans := make(chan credential.Credential, 1)
-	s, err := qrscan.New(port, qrscan.Options{Name: d.Name, Framer: fc, OnScan: func(c credential.Credential) {
+	s, err := qrscan.New(port, qrscan.Options{Name: d.Name, Framer: devices.QRFramer(d.QRScan), OnScan: func(c credential.Credential) {
 		select {
 		case scans <- c:
 		default:
@@ -347,16 +337,6 @@ func (t *Tester) testQRScan(ctx context.Context, d config.Device, port serialpor
 	return failed(name, "QR scanner at "+d.Path, fmt.Sprintf("no scan within %v: scan any QR code", t.o.Timeout))
 }
 
-func terminator(name string) []byte {
-	switch name {
-	case "LF":
-		return qrscan.LF
-	case "CRLF":
-		return qrscan.CRLF
-	}
-	return qrscan.CR
-}
-
 // osdp drives the bus: it waits for each reader (or only) to come online;
 // with actuate it flashes the LED green and beeps, and passes when the
 // reader acknowledges (answers without a NAK).
@@ -381,7 +361,7 @@ func (t *Tester) osdp(ctx context.Context, d config.Device, port serialport.Port
 		rc := osdp.ReaderConfig{Address: byte(r.Address), Name: d.ReaderName(r), Checksum: r.Checksum,
 			Install: r.InstallMode, RequireSecure: r.RequireSecure}
 		if r.KeyFile != "" {
-			k, err := readKey(r.KeyFile)
+			k, err := devices.ReadKey(r.KeyFile)
 			if err != nil {
 				_ = port.Close() // nothing ran on it
 				return []Check{failed(checkName(d.ReaderName(r)), d.Path, err.Error())}

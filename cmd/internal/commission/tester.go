@@ -2,12 +2,10 @@ package commission
 
 import (
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -219,18 +217,6 @@ func (l *lineOpener) close() {
 			_ = c.Close()
 		}
 	}
-}
-
-func readKey(path string) ([]byte, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	k, err := hex.DecodeString(strings.TrimSpace(string(b)))
-	if err != nil || len(k) != 16 {
-		return nil, fmt.Errorf("key_file %s: want 32 hex digits (a 16-byte key)", path)
-	}
-	return k, nil
 }
 
 // waitUntil polls cond every step until it holds or ctx ends.

@@ -158,19 +158,7 @@ func (s *Set) open(c config.Device) (*device, error) {
 		s.sscards[c.Name] = r
 		return d, s.add(d, r)
 	case config.KindQRScan:
-		q := c.QRScan
-		if q == nil {
-			q = &config.QRScan{}
-		}
-		fc := qrscan.FramerConfig{Terminator: terminator(q.Terminator), StripAIM: q.StripAIM,
-			MaxLen: q.MaxLen, CharTimeout: q.CharTimeout.D()}
-		if q.Prefix != "" {
-			fc.Prefixes = [][]byte{[]byte(q.Prefix)}
-		}
-		if q.Suffix != "" {
-			fc.Suffixes = [][]byte{[]byte(q.Suffix)}
-		}
-		sc, err := qrscan.Open(c.Path, mode, ro, qrscan.Options{Name: c.Name, Framer: fc, DownAfter: c.DownAfter,
+		sc, err := qrscan.Open(c.Path, mode, ro, qrscan.Options{Name: c.Name, Framer: QRFramer(c.QRScan), DownAfter: c.DownAfter,
 			Logger: log,
 			OnScan: func(cr credential.Credential) {
 				// The payload may be personal data: the record carries its length only.
@@ -214,7 +202,7 @@ func (s *Set) openOSDP(c config.Device, d *device, mode serialport.Mode, ro seri
 		rc := osdp.ReaderConfig{Address: byte(r.Address), Name: r.Name, Checksum: r.Checksum,
 			Install: r.InstallMode, RequireSecure: r.RequireSecure}
 		if r.KeyFile != "" {
-			k, err := readKey(r.KeyFile)
+			k, err := ReadKey(r.KeyFile)
 			if err != nil {
 				return nil, fmt.Errorf("reader %q: %w", r.Name, err)
 			}
@@ -248,8 +236,9 @@ func (s *Set) openOSDP(c config.Device, d *device, mode serialport.Mode, ro seri
 	return d, nil
 }
 
-// readKey reads a 16-byte key written as 32 hex digits.
-func readKey(path string) ([]byte, error) {
+// ReadKey reads a 16-byte key (an OSDP reader's key_file) written as 32
+// hex digits. Its errors never echo the file's content.
+func ReadKey(path string) ([]byte, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("key_file: %w", err)
@@ -260,6 +249,23 @@ func readKey(path string) ([]byte, error) {
 		return nil, fmt.Errorf("key_file %s: want 32 hex digits (a 16-byte key)", path)
 	}
 	return k, nil
+}
+
+// QRFramer is the framing of a QR scanner's config section; q may be nil
+// (the defaults).
+func QRFramer(q *config.QRScan) qrscan.FramerConfig {
+	if q == nil {
+		q = &config.QRScan{}
+	}
+	fc := qrscan.FramerConfig{Terminator: terminator(q.Terminator), StripAIM: q.StripAIM,
+		MaxLen: q.MaxLen, CharTimeout: q.CharTimeout.D()}
+	if q.Prefix != "" {
+		fc.Prefixes = [][]byte{[]byte(q.Prefix)}
+	}
+	if q.Suffix != "" {
+		fc.Suffixes = [][]byte{[]byte(q.Suffix)}
+	}
+	return fc
 }
 
 func terminator(name string) []byte {

@@ -104,12 +104,12 @@ func TestOpenRefusesWhatWaitingCannotFix(t *testing.T) {
 func TestReadKey(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "k")
 	os.WriteFile(p, []byte("000102030405060708090a0b0c0d0e0f\n"), 0o600)
-	k, err := readKey(p)
+	k, err := ReadKey(p)
 	if err != nil || len(k) != 16 || k[15] != 0x0f {
-		t.Fatalf("readKey: %x %v", k, err)
+		t.Fatalf("ReadKey: %x %v", k, err)
 	}
 	os.WriteFile(p, []byte("0001"), 0o600)
-	if _, err := readKey(p); err == nil {
+	if _, err := ReadKey(p); err == nil {
 		t.Error("a short key was accepted")
 	}
 }
