@@ -239,6 +239,7 @@ func New(cfg Config) (_ *Server, err error) {
 			return nil, err
 		}
 	}
+	tr := Adapt(s.session) // the hub's, the allowlist server's and the enrolment responder's
 	// The fleet view is built before the hub so the hub can tell it of
 	// every committed status and health; it is only needed with HTTP.
 	var onAgentChange func(string)
@@ -254,13 +255,12 @@ func New(cfg Config) (_ *Server, err error) {
 		if rules.StateFile == "" && cfg.DBPath != "" {
 			rules.StateFile = cfg.DBPath + ".alerts.json"
 		}
-		tr := Adapt(s.session)
 		if err = s.shareAlerts(); err != nil {
 			return nil, err
 		}
 		s.alerts, err = hubalert.New(hubalert.Options{Rules: rules, Root: cfg.Root, State: s.alertState(),
 			Publish: func(topic string, qos byte, retained bool, payload []byte) <-chan error {
-				return tr.PublishAsync(hub.Message{Topic: topic, QoS: qos, Retained: retained, Payload: payload})
+				return s.session.PublishAsync(uplink.Message{Topic: topic, QoS: qos, Retained: retained, Payload: payload})
 			},
 			States: s.store.Agents, Logger: log.With("component", "alerts")})
 		if err != nil {
@@ -271,7 +271,7 @@ func New(cfg Config) (_ *Server, err error) {
 	s.hub, err = hub.New(hub.Options{
 		Root:       cfg.Root,
 		Store:      s.store,
-		Transport:  Adapt(s.session),
+		Transport:  tr,
 		Limits:     cfg.Limits,
 		ShareGroup: cfg.ShareGroup,
 		Logger:     log.With("component", "hub"),
@@ -342,7 +342,7 @@ func New(cfg Config) (_ *Server, err error) {
 		if err != nil {
 			return nil, err
 		}
-		s.al, err = hubal.NewServer(hubal.ServerOptions{Dir: dir, Root: cfg.Root, Transport: Adapt(s.session),
+		s.al, err = hubal.NewServer(hubal.ServerOptions{Dir: dir, Root: cfg.Root, Transport: tr,
 			ShareGroup: cfg.ShareGroup, Logger: log.With("component", "allowlist")})
 		if err != nil {
 			return nil, err
@@ -353,7 +353,7 @@ func New(cfg Config) (_ *Server, err error) {
 		if err != nil {
 			return nil, err
 		}
-		s.enrol, err = hubca.NewResponder(hubca.ResponderOptions{CA: ca, Root: cfg.Root, Transport: Adapt(s.session),
+		s.enrol, err = hubca.NewResponder(hubca.ResponderOptions{CA: ca, Root: cfg.Root, Transport: tr,
 			ShareGroup: cfg.ShareGroup, Logger: log.With("component", "enrol")})
 		if err != nil {
 			return nil, err
