@@ -240,8 +240,7 @@ func (u *UI) serveAgents(w http.ResponseWriter, r *http.Request) {
 
 // agentPage is the data of agent.html.
 type agentPage struct {
-	Row    hubfleet.Row
-	Live   liveAgent
+	Live   liveAgent    // its Row heads the page
 	Alarms []recordLine // door.alarm and device.* records, newest first
 	Access []recordLine // access.decision and door.event records, newest first
 	// RecordsErr says why records could not be read.
@@ -256,7 +255,7 @@ func (u *UI) serveAgent(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "unknown agent 未知设备", http.StatusNotFound)
 		return
 	}
-	p := agentPage{Row: row, Live: live(row, st)}
+	p := agentPage{Live: live(row, st)}
 	p.Alarms, p.Access, p.RecordsErr = u.recent(id, st.Highest)
 	u.render(w, "agent.html", p)
 }
