@@ -96,7 +96,7 @@ func caSign(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("ca sign: %w", err)
 	}
-	if err := writeCertFile(*out, append(certPEM, ca.CertPEM()...)); err != nil {
+	if err := writeNewFile(*out, append(certPEM, ca.CertPEM()...), 0o644); err != nil {
 		return fmt.Errorf("ca sign: %w (the certificate is recorded; sign again with -reenrol)", err)
 	}
 	blk, _ := pem.Decode(certPEM)
@@ -193,21 +193,4 @@ func claimList(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", c.Created.UTC().Format(time.RFC3339), c.Expires.UTC().Format(time.RFC3339), who, st)
 	}
 	return w.Flush()
-}
-
-// writeCertFile writes a new file (never overwriting one) and syncs it.
-func writeCertFile(path string, b []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		_ = f.Close() // the write error is the one to report
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		_ = f.Close() // the sync error is the one to report
-		return err
-	}
-	return f.Close()
 }

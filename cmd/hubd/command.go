@@ -68,27 +68,29 @@ func commandKeygen(args []string, stderr io.Writer) error {
 		return err
 	}
 	if err := writeNewFile(keyPath, wire.MarshalCommandPrivateKey(priv), 0o600); err != nil {
-		return err
+		return fmt.Errorf("cmd keygen: %w", err)
 	}
 	if err := writeNewFile(pubPath, wire.MarshalCommandPublicKey(pub), 0o644); err != nil {
-		return err
+		return fmt.Errorf("cmd keygen: %w", err)
 	}
 	fmt.Fprintf(stderr, "wrote %s (private, keep on the hub: hubd cmd -key) and %s (public, for the boxes)\n", keyPath, pubPath)
 	return nil
 }
 
+// writeNewFile writes a new file (never overwriting one) with mode and
+// syncs it.
 func writeNewFile(path string, b []byte, mode os.FileMode) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
 	if err != nil {
-		return fmt.Errorf("cmd keygen: %w", err)
+		return err
 	}
 	if _, err := f.Write(b); err != nil {
 		_ = f.Close() // the write error is the one to report
-		return fmt.Errorf("cmd keygen: writing %s: %w", path, err)
+		return err
 	}
 	if err := f.Sync(); err != nil {
 		_ = f.Close() // the sync error is the one to report
-		return fmt.Errorf("cmd keygen: syncing %s: %w", path, err)
+		return err
 	}
 	return f.Close()
 }
