@@ -190,7 +190,7 @@ func (o *Outbox) appendValues(group []*request) (gen uint64, err error) {
 	gen = o.gen
 	cur := o.published()
 	var st *state
-	var idem *idemTx // set when the transaction wrote to the index
+	var it *idemTx // the index in the transaction, when the group has keys
 	evicted := false
 	stored := 0
 	keyed := false
@@ -204,7 +204,6 @@ func (o *Outbox) appendValues(group []*request) (gen uint64, err error) {
 		w := newWriter(tx, cur)
 		w.keyHint = len(group)
 		st = w.st
-		stored, idem = 0, nil
 		if o.opts.BudgetBytes > 0 && st.bytes()+add > o.opts.BudgetBytes {
 			// add counts records a known key will not store: evicting a
 			// little more than needed is harmless.
@@ -217,7 +216,6 @@ func (o *Outbox) appendValues(group []*request) (gen uint64, err error) {
 		if err := o.reserve(st.nextSeq + uint64(len(group)) - 1); err != nil {
 			return err
 		}
-		var it *idemTx
 		if keyed {
 			var err error
 			if it, err = openIdemTx(tx, o.idem, o.opts.Now(), o.opts.IdemTTL); err != nil {
@@ -251,15 +249,14 @@ func (o *Outbox) appendValues(group []*request) (gen uint64, err error) {
 			if err := it.prune(o.opts.IdemEntries); err != nil {
 				return err
 			}
-			idem = it
 		}
 		return w.finish()
 	})
 	if err != nil {
 		return gen, fmt.Errorf("outbox: commit: %w", err)
 	}
-	if idem != nil {
-		idem.apply(o.idem)
+	if it != nil {
+		it.apply(o.idem)
 	}
 	o.stMu.Lock()
 	wasEmpty := o.st.depth() == 0
