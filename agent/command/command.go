@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"sync"
 	"time"
@@ -343,11 +344,7 @@ func (e *Executor) finish(ctx context.Context, r wire.CommandResult) {
 func (e *Executor) Counters() map[string]uint64 {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	m := make(map[string]uint64, len(e.counters))
-	for k, v := range e.counters {
-		m[k] = v
-	}
-	return m
+	return maps.Clone(e.counters)
 }
 
 // Close closes the seen file. It is idempotent; handled commands are
