@@ -97,12 +97,7 @@ func (l *Line) bump() {
 }
 
 // String returns the line's address and kernel name: "gpiochip0:17(DOOR_RELAY)".
-func (l *Line) String() string {
-	if l.target.Name == "" {
-		return l.target.addr()
-	}
-	return l.target.addr() + "(" + l.target.Name + ")"
-}
+func (l *Line) String() string { return l.target.String() }
 
 // Name returns the line's kernel name, or its chip:offset address when
 // the kernel gives it none.

@@ -27,6 +27,15 @@ type target struct {
 // addr returns the canonical chip:offset address of t.
 func (t target) addr() string { return Spec{Chip: t.Chip.Name, Line: t.Offset}.String() }
 
+// String returns the address and kernel name: "gpiochip0:17(DOOR_RELAY)",
+// or the address alone for an unnamed line.
+func (t target) String() string {
+	if t.Name == "" {
+		return t.addr()
+	}
+	return t.addr() + "(" + t.Name + ")"
+}
+
 // resolve finds the line s addresses among chips. A chip matches by name
 // or path first, then by label, which must be unique; a line name must be
 // unique across all chips. Errors wrap ErrNoChips, ErrNotFound or

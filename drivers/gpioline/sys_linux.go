@@ -41,16 +41,9 @@ func openLine(spec Spec, opts Options) (*Line, error) {
 	base, err := measureTimebase(time.Now, monotonicNow)
 	if err != nil {
 		_ = io.close() // the timebase error is the one to report
-		return nil, fmt.Errorf("gpioline: %s: reading CLOCK_MONOTONIC: %w", describeTarget(t), err)
+		return nil, fmt.Errorf("gpioline: %s: reading CLOCK_MONOTONIC: %w", t, err)
 	}
 	return newLine(t, opts, io, base), nil
-}
-
-func describeTarget(t target) string {
-	if t.Name == "" {
-		return t.addr()
-	}
-	return t.addr() + "(" + t.Name + ")"
 }
 
 // requestLine asks the chip for the line, as it is (no direction, no
@@ -69,9 +62,9 @@ func requestLine(t target, opts Options) (int, error) {
 	copy(req.consumer[:gpioMaxNameSize-1], opts.Consumer)
 	if err := ioctl(cfd, ioctlGetLine, unsafe.Pointer(&req)); err != nil {
 		if errors.Is(err, unix.EBUSY) {
-			return -1, fmt.Errorf("%w: %s is held by %s: stop that program or driver, or wire another line (gpioinfo shows who holds what)", ErrBusy, describeTarget(t), holder(cfd, t.Offset))
+			return -1, fmt.Errorf("%w: %s is held by %s: stop that program or driver, or wire another line (gpioinfo shows who holds what)", ErrBusy, t, holder(cfd, t.Offset))
 		}
-		return -1, fmt.Errorf("gpioline: requesting %s from %s: %w", describeTarget(t), t.Chip.Path, err)
+		return -1, fmt.Errorf("gpioline: requesting %s from %s: %w", t, t.Chip.Path, err)
 	}
 	return int(req.fd), nil
 }
@@ -137,16 +130,16 @@ type fdLine struct {
 func newFDLine(fd int, t target) (*fdLine, error) {
 	if err := unix.SetNonblock(fd, true); err != nil {
 		_ = unix.Close(fd) // the SetNonblock error is the one to report
-		return nil, fmt.Errorf("gpioline: %s: %w", describeTarget(t), err)
+		return nil, fmt.Errorf("gpioline: %s: %w", t, err)
 	}
-	f := os.NewFile(uintptr(fd), describeTarget(t))
+	f := os.NewFile(uintptr(fd), t.String())
 	rc, err := f.SyscallConn()
 	if err == nil {
 		err = f.SetReadDeadline(time.Time{}) // fails if the poller refused the descriptor
 	}
 	if err != nil {
 		_ = f.Close() // the setup error is the one to report
-		return nil, fmt.Errorf("gpioline: %s: line request is not pollable: %w", describeTarget(t), err)
+		return nil, fmt.Errorf("gpioline: %s: line request is not pollable: %w", t, err)
 	}
 	return &fdLine{f: f, rc: rc}, nil
 }
