@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -85,16 +84,12 @@ func TestGateMetricsAndStatus(t *testing.T) {
 	t.Parallel()
 	b := broker.ForTest(t, broker.Options{Kind: broker.Mochi})
 	h := hubtest.Start(t, b.URL(), hubtest.Options{Root: labRoot})
-	dir := t.TempDir()
+	path := writeConfig(t, fmt.Sprintf(gateTOML, b.URL()))
 	key, err := privacy.NewSiteKey()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := privacy.WriteSiteKey(filepath.Join(dir, "site.key"), key); err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(dir, "kioskd.toml")
-	if err := os.WriteFile(path, fmt.Appendf(nil, gateTOML, b.URL()), 0o600); err != nil {
+	if err := privacy.WriteSiteKey(filepath.Join(filepath.Dir(path), "site.key"), key); err != nil {
 		t.Fatal(err)
 	}
 	cfg, err := config.Load(path)
