@@ -119,10 +119,10 @@ func Port(ctx context.Context, path string, opts Options) Result {
 	return r
 }
 
-// A step is one query at one baud rate.
+// A step is one query, for a kind of device, at one baud rate.
 type step struct {
 	baud int
-	q    query
+	kind Kind // ESCPOS, OSDP, IDCard or SSCard
 }
 
 // plan is the order of queries (package doc): the printer query at every
@@ -131,13 +131,13 @@ type step struct {
 func plan() []step {
 	var s []step
 	for _, b := range []int{9600, 19200, 38400, 57600, 115200} {
-		s = append(s, step{b, escposQuery})
+		s = append(s, step{b, ESCPOS})
 	}
 	for _, b := range []int{115200, 57600, 38400, 19200, 9600} {
 		if b == 115200 || b == 9600 {
-			s = append(s, step{b, sscardQuery})
+			s = append(s, step{b, SSCard})
 		}
-		s = append(s, step{b, idcardQuery}, step{b, osdpQuery})
+		s = append(s, step{b, IDCard}, step{b, OSDP})
 	}
 	return s
 }
@@ -178,7 +178,7 @@ func (pr *prober) run(ctx context.Context) (Result, error) {
 		if err := pr.at(s.baud); err != nil {
 			return Result{}, err
 		}
-		r, ok, err := s.q.ask(ctx, pr)
+		r, ok, err := askStep(ctx, pr, s.kind)
 		if err != nil {
 			return Result{}, err
 		}

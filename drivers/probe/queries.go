@@ -50,17 +50,18 @@ func must(b []byte, err error) []byte {
 	return b
 }
 
-// query asks one kind of device whether it is there.
-type query struct {
-	ask func(ctx context.Context, pr *prober) (Result, bool, error)
+// askStep asks one kind of device whether it is there.
+func askStep(ctx context.Context, pr *prober, kind Kind) (Result, bool, error) {
+	switch kind {
+	case OSDP:
+		return ask(ctx, pr, OSDP, osdpRequest)
+	case IDCard:
+		return ask(ctx, pr, IDCard, idcardRequest)
+	case SSCard:
+		return ask(ctx, pr, SSCard, sscardRequest)
+	}
+	return askESCPOS(ctx, pr)
 }
-
-var (
-	escposQuery = query{askESCPOS}
-	osdpQuery   = query{askOSDP}
-	idcardQuery = query{askIDCard}
-	sscardQuery = query{askSSCard}
-)
 
 // escposSettle is how long after a printer's status byte the probe listens
 // for more: a printer sends exactly one byte per query, a talking device
@@ -108,18 +109,6 @@ func escposReply(got []byte) (byte, bool) {
 		return 0, false
 	}
 	return got[0], true
-}
-
-func askOSDP(ctx context.Context, pr *prober) (Result, bool, error) {
-	return ask(ctx, pr, OSDP, osdpRequest)
-}
-
-func askIDCard(ctx context.Context, pr *prober) (Result, bool, error) {
-	return ask(ctx, pr, IDCard, idcardRequest)
-}
-
-func askSSCard(ctx context.Context, pr *prober) (Result, bool, error) {
-	return ask(ctx, pr, SSCard, sscardRequest)
 }
 
 // ask sends kind's request q and reads until its reply is recognised or the
