@@ -325,34 +325,46 @@ func (o *Outbox) read(after uint64, maxRecords, maxBytes int) (ents []wire.Entry
 func readRange(tx *bolt.Tx, start, limit uint64, maxRecords, maxBytes int) (ents []wire.Entry, err error) {
 	var slab []byte
 	total := 0
+	err = walkRange(tx, start, limit, func(seq uint64, v []byte) bool {
+		if len(ents) > 0 && (len(ents) >= maxRecords || total+len(v) > maxBytes) {
+			return false
+		}
+		if cap(slab)-len(slab) < len(v) {
+			slab = make([]byte, 0, max(len(v), min(maxBytes, 256<<10)))
+		}
+		off := len(slab)
+		slab = append(slab, v...)
+		ents = append(ents, wire.Entry{Seq: seq, Raw: slab[off:len(slab):len(slab)]})
+		total += len(v)
+		return true
+	})
+	if err != nil {
+		return nil, err
+	}
+	return ents, nil
+}
+
+// walkRange calls fn for each record with start <= seq < limit, in order,
+// until fn returns false; v is valid only during the transaction.
+func walkRange(tx *bolt.Tx, start, limit uint64, fn func(seq uint64, v []byte) bool) error {
 	rc := tx.Cursor()
 	for name, _ := rc.Seek(segName(segOf(start))); name != nil && isSegName(name); name, _ = rc.Next() {
 		b := tx.Bucket(name)
 		if b == nil {
-			return nil, fmt.Errorf("%w: segment bucket %x unreadable", ErrCorrupt, name)
+			return fmt.Errorf("%w: segment bucket %x unreadable", ErrCorrupt, name)
 		}
 		c := b.Cursor()
 		for k, v := c.Seek(seqKey(start)); k != nil; k, v = c.Next() {
 			if len(k) != 8 {
-				return nil, fmt.Errorf("%w: key of %d bytes", ErrCorrupt, len(k))
+				return fmt.Errorf("%w: key of %d bytes", ErrCorrupt, len(k))
 			}
 			seq := beUint64(k)
-			if seq >= limit {
-				return ents, nil
+			if seq >= limit || !fn(seq, v) {
+				return nil
 			}
-			if len(ents) > 0 && (len(ents) >= maxRecords || total+len(v) > maxBytes) {
-				return ents, nil
-			}
-			if cap(slab)-len(slab) < len(v) {
-				slab = make([]byte, 0, max(len(v), min(maxBytes, 256<<10)))
-			}
-			off := len(slab)
-			slab = append(slab, v...)
-			ents = append(ents, wire.Entry{Seq: seq, Raw: slab[off:len(slab):len(slab)]})
-			total += len(v)
 		}
 	}
-	return ents, nil
+	return nil
 }
 
 // safeView runs a read transaction, turning a panic or memory fault

@@ -114,25 +114,10 @@ func (s *Snapshot) Count(after uint64) (n, last uint64, err error) {
 		return 0, 0, nil
 	}
 	err = safeView(s.db, func(tx *bolt.Tx) error {
-		rc := tx.Cursor()
-		for name, _ := rc.Seek(segName(segOf(start))); name != nil && isSegName(name); name, _ = rc.Next() {
-			b := tx.Bucket(name)
-			if b == nil {
-				return fmt.Errorf("%w: segment bucket %x unreadable", ErrCorrupt, name)
-			}
-			c := b.Cursor()
-			for k, _ := c.Seek(seqKey(start)); k != nil; k, _ = c.Next() {
-				if len(k) != 8 {
-					return fmt.Errorf("%w: key of %d bytes", ErrCorrupt, len(k))
-				}
-				seq := beUint64(k)
-				if seq >= s.st.nextSeq {
-					return nil
-				}
-				n, last = n+1, seq
-			}
-		}
-		return nil
+		return walkRange(tx, start, s.st.nextSeq, func(seq uint64, _ []byte) bool {
+			n, last = n+1, seq
+			return true
+		})
 	})
 	if err != nil {
 		return 0, 0, err
