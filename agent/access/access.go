@@ -1,11 +1,8 @@
 package access
 
 import (
-	"crypto/hmac"
-	"crypto/sha256"
 	"errors"
 	"fmt"
-	"io"
 	"sync"
 	"time"
 
@@ -162,19 +159,9 @@ type HasherFunc func(c credential.Credential) [16]byte
 func (f HasherFunc) Hash(c credential.Credential) [16]byte { return f(c) }
 
 // SiteKeyHasher returns the Hasher of the site key: the same bytes as
-// privacy.KeyedHash(siteKey, c), decoded from hex.
+// privacy.KeyedHash(siteKey, c), decoded from hex (privacy.Hasher.Sum).
 func SiteKeyHasher(siteKey []byte) Hasher {
-	key := append([]byte(nil), siteKey...)
-	return HasherFunc(func(c credential.Credential) [16]byte {
-		m := hmac.New(sha256.New, key)
-		// hash.Hash's Write never returns an error.
-		_, _ = io.WriteString(m, privacy.HashPrefix)
-		_, _ = io.WriteString(m, c.Normalized())
-		var sum [sha256.Size]byte
-		var h [16]byte
-		copy(h[:], m.Sum(sum[:0]))
-		return h
-	})
+	return HasherFunc(privacy.NewHasher(siteKey).Sum)
 }
 
 // Door is the configuration of one door.

@@ -42,20 +42,55 @@ var (
 // 'X', hash alike; another kind, encoding or key hashes differently. It
 // never fails; callers check the key's length (NewProtector does).
 func KeyedHash(siteKey []byte, c credential.Credential) string {
-	return keyedHash(hmac.New(sha256.New, siteKey), c)
+	return hexHash(keyedSum(hmac.New(sha256.New, siteKey), c))
 }
 
-// keyedHash is KeyedHash with m, a fresh or Reset HMAC-SHA256 under the
-// site key.
-func keyedHash(m hash.Hash, c credential.Credential) string {
+// keyedSum is the keyed hash's bytes with m, a fresh or Reset
+// HMAC-SHA256 under the site key.
+func keyedSum(m hash.Hash, c credential.Credential) [HashLen]byte {
 	// hash.Hash's Write never returns an error.
 	_, _ = io.WriteString(m, HashPrefix)
 	_, _ = io.WriteString(m, c.Normalized())
 	var sum [sha256.Size]byte
+	var out [HashLen]byte
+	copy(out[:], m.Sum(sum[:0]))
+	return out
+}
+
+func hexHash(h [HashLen]byte) string {
 	var out [2 * HashLen]byte
-	hex.Encode(out[:], m.Sum(sum[:0])[:HashLen])
+	hex.Encode(out[:], h[:])
 	return string(out[:])
 }
+
+// Hasher computes keyed hashes under one site key, reusing HMAC states
+// keyed once, so a call does not set up the key again. It is safe for
+// concurrent use.
+type Hasher struct {
+	key  []byte
+	macs sync.Pool // of hash.Hash: HMAC-SHA256 under key, Reset
+}
+
+// NewHasher returns a Hasher for siteKey, which it copies. Like KeyedHash
+// it does not check the key's length.
+func NewHasher(siteKey []byte) *Hasher {
+	return &Hasher{key: append([]byte(nil), siteKey...)}
+}
+
+// Sum returns the keyed hash's HashLen bytes (KeyedHash is their hex).
+func (h *Hasher) Sum(c credential.Credential) [HashLen]byte {
+	m, _ := h.macs.Get().(hash.Hash)
+	if m == nil {
+		m = hmac.New(sha256.New, h.key)
+	}
+	s := keyedSum(m, c)
+	m.Reset()
+	h.macs.Put(m)
+	return s
+}
+
+// Hash returns KeyedHash(siteKey, c).
+func (h *Hasher) Hash(c credential.Credential) string { return hexHash(h.Sum(c)) }
 
 // NewSiteKey returns SiteKeyLen random bytes, or the random source's error.
 func NewSiteKey() ([]byte, error) {
@@ -133,9 +168,8 @@ func LoadSiteKey(path string) ([]byte, error) {
 // Protector hashes and seals credentials for records with one site key and,
 // optionally, the hub's public key. It is safe for concurrent use.
 type Protector struct {
-	siteKey []byte
-	hubPub  *sealed.PublicKey
-	macs    sync.Pool // of hash.Hash: HMAC-SHA256 under siteKey, Reset
+	hasher *Hasher
+	hubPub *sealed.PublicKey
 }
 
 // NewProtector returns a Protector hashing with siteKey (SiteKeyLen bytes;
@@ -145,21 +179,11 @@ func NewProtector(siteKey []byte, hubPub *sealed.PublicKey) (*Protector, error) 
 	if len(siteKey) != SiteKeyLen {
 		return nil, fmt.Errorf("%w: %d bytes, want %d", ErrSiteKey, len(siteKey), SiteKeyLen)
 	}
-	return &Protector{siteKey: append([]byte(nil), siteKey...), hubPub: hubPub}, nil
+	return &Protector{hasher: NewHasher(siteKey), hubPub: hubPub}, nil
 }
 
-// Hash returns KeyedHash(siteKey, c). It reuses HMAC states keyed once,
-// so a call does not set up the key again.
-func (p *Protector) Hash(c credential.Credential) string {
-	m, _ := p.macs.Get().(hash.Hash)
-	if m == nil {
-		m = hmac.New(sha256.New, p.siteKey)
-	}
-	h := keyedHash(m, c)
-	m.Reset()
-	p.macs.Put(m)
-	return h
-}
+// Hash returns KeyedHash(siteKey, c), with a Hasher's reused HMAC states.
+func (p *Protector) Hash(c credential.Credential) string { return p.hasher.Hash(c) }
 
 // CanSeal reports whether a hub key is configured.
 func (p *Protector) CanSeal() bool { return p.hubPub != nil }

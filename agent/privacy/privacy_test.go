@@ -2,6 +2,7 @@ package privacy
 
 import (
 	"bytes"
+	"encoding/hex"
 	"errors"
 	"io/fs"
 	"os"
@@ -219,5 +220,24 @@ func TestProtectorHashReuse(t *testing.T) {
 	wg.Wait()
 	if got := p.Hash(cs[0]); got != pinned {
 		t.Errorf("hash drifted after reuse: %s, want %s", got, pinned)
+	}
+}
+
+// TestHasher: Hasher.Sum is KeyedHash's bytes, also for a key that is not
+// SiteKeyLen long (KeyedHash does not check it either).
+func TestHasher(t *testing.T) {
+	t.Parallel()
+	c := id("46010219900101123X")
+	for _, k := range [][]byte{key, []byte("short key")} {
+		h := NewHasher(k)
+		for range 2 { // the second call reuses the pooled state
+			sum := h.Sum(c)
+			if got, want := hex.EncodeToString(sum[:]), KeyedHash(k, c); got != want {
+				t.Errorf("%d-byte key: Sum %s, KeyedHash %s", len(k), got, want)
+			}
+			if got := h.Hash(c); got != KeyedHash(k, c) {
+				t.Errorf("%d-byte key: Hash differs from KeyedHash", len(k))
+			}
+		}
 	}
 }
