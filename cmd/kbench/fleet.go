@@ -717,14 +717,9 @@ func runFleetHubChild() int {
 	}
 	sub := srv.Fleet().Subscribe()
 	defer sub.Close()
-	ctx, stop := signalCtx()
+	ctx, stop, err := runChildHub(srv)
 	defer stop()
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	runCtx, stopRun := context.WithCancel(ctx)
-	defer stopRun()
-	wg.Go(func() { _ = srv.Run(runCtx) }) // nil when stopped
-	if err := waitHubReady(ctx, srv); err != nil {
+	if err != nil {
 		return fail(err)
 	}
 	rss, err := procStatusMB(os.Getpid(), "VmRSS:")
@@ -772,19 +767,29 @@ func procStatusMB(pid int, field string) (float64, error) {
 	return 0, fmt.Errorf("no %s in /proc status", field)
 }
 
-// waitHubReady waits (up to 30 s) until a child's running hub is
-// connected, then a little more: Connected is set once the subscriptions
-// are in place, and a short pause lets the hub's own start-up publishes
-// settle.
-func waitHubReady(ctx context.Context, srv *hubrun.Server) error {
+// runChildHub runs a child's hub until SIGTERM or SIGINT, which end ctx,
+// and waits (up to 30 s) until it is connected, then a little more:
+// Connected is set once the subscriptions are in place, and a short pause
+// lets the hub's own start-up publishes settle. stop ends the run and
+// waits for it; it is to be called, even on error, before srv.Close.
+func runChildHub(srv *hubrun.Server) (ctx context.Context, stop func(), err error) {
+	ctx, stopSignals := signalCtx()
+	runCtx, stopRun := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = srv.Run(runCtx) }) // nil when stopped
+	stop = func() {
+		stopRun()
+		wg.Wait()
+		stopSignals()
+	}
 	deadline := time.Now().Add(30 * time.Second)
 	for srv.Session() == nil || !srv.Session().Connected() {
 		if time.Now().After(deadline) {
-			return errors.New("hub did not connect")
+			return ctx, stop, errors.New("hub did not connect")
 		}
 		if err := sleepCtx(ctx, 10*time.Millisecond); err != nil {
-			return err
+			return ctx, stop, err
 		}
 	}
-	return sleepCtx(ctx, 200*time.Millisecond)
+	return ctx, stop, sleepCtx(ctx, 200*time.Millisecond)
 }

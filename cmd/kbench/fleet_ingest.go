@@ -313,14 +313,9 @@ func runIngestHubChild(js string) int {
 		return fail(err)
 	}
 	defer srv.Close()
-	ctx, stop := signalCtx()
+	ctx, stop, err := runChildHub(srv)
 	defer stop()
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	runCtx, stopRun := context.WithCancel(ctx)
-	defer stopRun()
-	wg.Go(func() { _ = srv.Run(runCtx) }) // nil when stopped
-	if err := waitHubReady(ctx, srv); err != nil {
+	if err != nil {
 		return fail(err)
 	}
 	fmt.Println("ready")
