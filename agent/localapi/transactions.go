@@ -127,8 +127,9 @@ func (t *TransactionRequest) validate() (start, end time.Time, err error) {
 	return start, end, nil
 }
 
-// decodeBody reads at most MaxBody bytes of JSON into v. It returns a
-// *http.MaxBytesError for an oversized body and a *badRequest otherwise.
+// readBody reads the request body, at most MaxBody bytes (an oversized
+// body is a *http.MaxBytesError), in one allocation when the length is
+// announced.
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	body := http.MaxBytesReader(w, r.Body, s.o.MaxBody)
 	if n := r.ContentLength; n >= 0 && n <= s.o.MaxBody {
