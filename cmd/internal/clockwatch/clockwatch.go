@@ -78,11 +78,9 @@ type Watch struct {
 	log     *slog.Logger
 	replies chan []byte
 
-	mu      sync.Mutex
-	last    Measurement
-	has     bool
-	skewed  bool
-	checked bool // a check has succeeded (OnSkew has a previous state)
+	mu   sync.Mutex
+	last Measurement // its Skewed is the state OnSkew reports crossings of
+	has  bool        // last is set
 }
 
 // New validates o. Nothing runs until Run.
@@ -206,8 +204,10 @@ func (w *Watch) Check(ctx context.Context) (Measurement, error) {
 	}
 	best.Skewed = best.Offset > w.o.MaxSkew || best.Offset < -w.o.MaxSkew
 	w.mu.Lock()
-	crossed := best.Skewed != w.skewed || (!w.checked && best.Skewed)
-	w.last, w.has, w.skewed, w.checked = best, true, best.Skewed, true
+	// Before the first check last is zero (not skewed), so a skewed
+	// first check counts as a crossing.
+	crossed := best.Skewed != w.last.Skewed
+	w.last, w.has = best, true
 	w.mu.Unlock()
 	if crossed {
 		if best.Skewed {
