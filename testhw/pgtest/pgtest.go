@@ -266,9 +266,6 @@ func (c *Cluster) start() error {
 
 func (c *Cluster) addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(c.port)) }
 
-// Port is the cluster's TCP port on 127.0.0.1.
-func (c *Cluster) Port() int { return c.port }
-
 // Dir is the cluster's directory (data/, server.log, the unix socket).
 func (c *Cluster) Dir() string { return c.dir }
 
