@@ -44,7 +44,7 @@ func (o *Outbox) committer() {
 			case r := <-o.reqs:
 				g.add(r)
 			case <-o.quit:
-				o.drainOnClose()
+				o.drainOnClose(g)
 				return
 			}
 		}
@@ -127,24 +127,20 @@ func (g *gatherer) drain(reqs <-chan *request, maxGroup int) {
 	}
 }
 
-// drainOnClose commits what was handed over before Close; nothing more can
+// drainOnClose commits what was handed over before Close, in groups
+// gathered like the committer's (without lingering); nothing more can
 // arrive because Close set closed under closeMu.
-func (o *Outbox) drainOnClose() {
+func (o *Outbox) drainOnClose(g *gatherer) {
 	for {
-		var group []*request
-		for len(group) < o.opts.MaxGroup {
-			select {
-			case r := <-o.reqs:
-				group = append(group, r)
-				continue
-			default:
-			}
-			break
+		g.reset()
+		if r := g.takeCarry(); r != nil {
+			g.add(r)
 		}
-		if len(group) == 0 {
+		g.drain(o.reqs, o.opts.MaxGroup)
+		if len(g.group) == 0 {
 			return
 		}
-		o.commitGroup(group)
+		o.commitGroup(g.group)
 	}
 }
 
