@@ -798,7 +798,7 @@ func (v *virtualGate) waitRecord(ctx context.Context, hub *hubrun.Server, kind s
 				return nil
 			}
 			v.seen[seq] = true
-			body = r.Body
+			body = bytes.Clone(r.Body) // raw lives in the store's read transaction
 			return found
 		})
 		if errors.Is(err, found) {
