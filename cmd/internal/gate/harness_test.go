@@ -60,7 +60,7 @@ site_key_file = "site.key"
 %[4]s
 `
 
-// oneDoor is a fail-safe door with a reader, as in gate_test.go.
+// oneDoor is a fail-safe door (group north) with a reader.
 const oneDoor = `
 [[door]]
 id = "main"
