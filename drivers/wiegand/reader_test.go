@@ -15,11 +15,14 @@ import (
 
 // Fast but real timing: 50 µs pulses 1 ms apart, the default 25 ms gap
 // (the transmitter is a goroutine: a shorter gap would split frames when
-// the test machine stalls it).
+// the test machine stalls it). A test whose frames end by the gap timer
+// uses stallGap: on a loaded 2-core machine under -race the transmitter or
+// a watcher can stall past 25 ms, and the timer then splits the frame.
 const (
 	testPulse    = 50 * time.Microsecond
 	testInterval = time.Millisecond
 	testGap      = DefaultGap
+	stallGap     = 250 * time.Millisecond
 )
 
 // plainPin hides gpiosim's LastEdge, so the Reader sees a pin without
@@ -38,12 +41,15 @@ type received struct {
 	at time.Time // when OnFrame was called
 }
 
-// startReader runs a Reader on two simulated lines; cfg's Reader, Gap and
-// Poll are set.
+// startReader runs a Reader on two simulated lines; cfg's Reader and Poll
+// are set, and its Gap when zero (to testGap).
 func startReader(t *testing.T, cfg ReaderConfig) *harness {
 	t.Helper()
 	h := &harness{d0: gpiosim.NewLine("D0", 0, nil), d1: gpiosim.NewLine("D1", 1, nil), frames: make(chan received, 16)}
-	cfg.Reader, cfg.Gap, cfg.Poll = "gate-1-in", testGap, 10*time.Millisecond
+	cfg.Reader, cfg.Poll = "gate-1-in", 10*time.Millisecond
+	if cfg.Gap == 0 {
+		cfg.Gap = testGap
+	}
 	cfg.OnFrame = func(f Frame) { h.frames <- received{f, time.Now()} }
 	r, err := NewReader(h.d0, h.d1, cfg)
 	if err != nil {
@@ -85,7 +91,7 @@ func (h *harness) next(t *testing.T) received {
 
 func TestReaderOverSimulatedLines(t *testing.T) {
 	t.Parallel()
-	h := startReader(t, ReaderConfig{})
+	h := startReader(t, ReaderConfig{Config: Config{Gap: stallGap}})
 	r := rand.New(rand.NewPCG(1, 9))
 
 	f := h.send(t, gpiosim.H10301(123, 4567), gpiosim.TxOptions{})
