@@ -148,8 +148,6 @@ func Messages(dir *hubal.Dir, info hubal.Info) (msgs [][]byte, what string, err 
 	return msgs, "snapshot", nil
 }
 
-// csvError names the file, line and column of a bad CSV field; it never
-// holds a raw credential number.
 // nextRecord reads the next CSV record and its line; io.EOF at the end, or
 // an error naming the file, line and column.
 func nextRecord(cr *csv.Reader, file string) (rec []string, line int, err error) {
@@ -168,6 +166,8 @@ func nextRecord(cr *csv.Reader, file string) (rec []string, line int, err error)
 	return rec, line, nil
 }
 
+// csvError names the file, line and column of a bad CSV field; it never
+// holds a raw credential number.
 func csvError(file string, line int, col, msg string) error {
 	return fmt.Errorf("allowlist: %s line %d column %s: %s", file, line, col, msg)
 }
