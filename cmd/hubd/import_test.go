@@ -76,11 +76,11 @@ batch_records = 300
 	return cfgFile, dataDir
 }
 
-// runNode runs the agent on c until stop is called; appending n records
-// (concurrently) first. stop waits for Run and closes the node.
+// runNode runs the agent on c until stop is called or the test ends;
+// appending n records (concurrently) first. stop waits for Run and closes
+// the node.
 func runNode(t *testing.T, c config.Config, n int) (nd *node.Node, stop func()) {
 	t.Helper()
-	c.Hub.BackoffMin, c.Hub.BackoffMax, c.Hub.BackoffStable = config.Duration(importBackoff.Min), config.Duration(importBackoff.Max), config.Duration(importBackoff.StableAfter)
 	codec, err := wire.NewCodec(wire.Limits{})
 	if err != nil {
 		t.Fatal(err)
@@ -171,6 +171,7 @@ func TestExportImportThenMQTTHoldsEachRecordOnce(t *testing.T) {
 		// The test hub speaks plaintext MQTT only; the certificate stays in
 		// the config file, where kioskctl signs the export with it.
 		c.Hub.CertFile, c.Hub.KeyFile = "", ""
+		c.Hub.BackoffMin, c.Hub.BackoffMax, c.Hub.BackoffStable = config.Duration(importBackoff.Min), config.Duration(importBackoff.Max), config.Duration(importBackoff.StableAfter)
 
 		// Weeks offline: the broker is unreachable while the box records.
 		const offline, online = 1500, 120

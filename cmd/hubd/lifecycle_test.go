@@ -14,17 +14,14 @@ import (
 	"github.com/kioskedge/kioskedge/cmd/internal/node"
 	"github.com/kioskedge/kioskedge/cmd/internal/promtext"
 	"github.com/kioskedge/kioskedge/sync/hub/hubrun"
-	"github.com/kioskedge/kioskedge/sync/uplink"
 	"github.com/kioskedge/kioskedge/sync/wire"
 	"github.com/kioskedge/kioskedge/testhw/broker"
 )
 
-var lcBackoff = uplink.Backoff{Min: 20 * time.Millisecond, Max: 200 * time.Millisecond, StableAfter: time.Second}
-
 // runHub runs a hub with /metrics (as serve wires it) until the test ends.
 func runHub(t *testing.T, url string) *hubrun.Server {
 	t.Helper()
-	cfg := hubrun.Config{Broker: url, AllowPlaintext: true, Backoff: lcBackoff, Root: "ke",
+	cfg := hubrun.Config{Broker: url, AllowPlaintext: true, Backoff: fastBackoff, Root: "ke",
 		DBPath: filepath.Join(t.TempDir(), "hub.db"), HTTPAddr: "127.0.0.1:0"}
 	if err := lifecycleConfig(&cfg, "", 0, 0, metricsSources{AlertsFiring: func() map[string]int {
 		return map[string]int{"agent_offline": 0}
@@ -59,30 +56,9 @@ func runKiosk(t *testing.T, url, id, pubKey string) *node.Node {
 	c.Agent = config.Agent{ID: id, DataDir: dir, Site: "test-site", Region: "460105001002"}
 	c.Hub.Broker, c.Hub.Plaintext, c.Hub.Root = url, true, "ke"
 	c.Hub.HealthInterval = config.Duration(time.Hour) // only connects and rebirths publish health
-	c.Hub.BackoffMin, c.Hub.BackoffMax, c.Hub.BackoffStable = config.Duration(lcBackoff.Min), config.Duration(lcBackoff.Max), config.Duration(lcBackoff.StableAfter)
+	c.Hub.BackoffMin, c.Hub.BackoffMax, c.Hub.BackoffStable = config.Duration(fastBackoff.Min), config.Duration(fastBackoff.Max), config.Duration(fastBackoff.StableAfter)
 	c.Gate.CommandKeyFile, c.Gate.CommandSeenFile = pubKey, filepath.Join(dir, "commands.seen")
-	codec, err := wire.NewCodec(wire.Limits{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := node.Open(node.Options{Config: c, Version: "test", Codec: codec})
-	if err != nil {
-		codec.Close()
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- n.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-		if err := n.Close(); err != nil {
-			t.Error(err)
-		}
-		codec.Close()
-	})
+	n, _ := runNode(t, c, 0)
 	return n
 }
 
