@@ -82,14 +82,6 @@ func deltaFrom(dir *hubal.Dir, from, to uint64, entries []allowlist.Entry, sched
 		}
 	}
 	d := &wire.Delta{From: from, To: to}
-	upsert := func(e *allowlist.Entry) error {
-		v, err := allowlist.AppendEntryValue(nil, e)
-		if err != nil {
-			return err
-		}
-		d.Upserts = append(d.Upserts, wire.DeltaUpsert{Key: wire.DeltaKey(e.Key), Value: v})
-		return nil
-	}
 	// Both lists are in ascending key order: merge.
 	i, j := 0, 0
 	for i < len(old) || j < len(entries) {
@@ -107,9 +99,11 @@ func deltaFrom(dir *hubal.Dir, from, to uint64, entries []allowlist.Entry, sched
 			d.Deletes = append(d.Deletes, wire.DeltaKey(old[i].Key))
 			i++
 		case c > 0:
-			if err := upsert(&entries[j]); err != nil {
+			v, err := allowlist.AppendEntryValue(nil, &entries[j])
+			if err != nil {
 				return nil, err
 			}
+			d.Upserts = append(d.Upserts, wire.DeltaUpsert{Key: wire.DeltaKey(entries[j].Key), Value: v})
 			j++
 		default:
 			a, err1 := allowlist.AppendEntryValue(nil, &old[i])
@@ -118,9 +112,7 @@ func deltaFrom(dir *hubal.Dir, from, to uint64, entries []allowlist.Entry, sched
 				return nil, err
 			}
 			if !bytes.Equal(a, b) {
-				if err := upsert(&entries[j]); err != nil {
-					return nil, err
-				}
+				d.Upserts = append(d.Upserts, wire.DeltaUpsert{Key: wire.DeltaKey(entries[j].Key), Value: b})
 			}
 			i++
 			j++
