@@ -161,54 +161,23 @@ func crashKey(prefix string, p, i int) string { return fmt.Sprintf("%s-%d-%d", p
 // every key the child may have tried (returned or not) leaves exactly one
 // record per key.
 func TestCrashAppendOnce(t *testing.T) {
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
 	path := filepath.Join(t.TempDir(), "outbox.db")
 	total := 0
 	for round := range 5 {
 		prefix := fmt.Sprintf("r%d", round)
-		cmd := exec.Command(exe, "-test.run=^$")
-		cmd.Env = append(os.Environ(), crashChildEnv+"="+path, crashKeysEnv+"="+prefix)
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var stderr safeBuf
-		cmd.Stderr = &stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
 		printed := map[string]uint64{}
-		done := make(chan error, 1)
-		go func() {
-			sc := bufio.NewScanner(out)
-			for sc.Scan() {
-				var key string
-				var seq uint64
-				if _, err := fmt.Sscanf(sc.Text(), "%s %d", &key, &seq); err != nil {
-					done <- fmt.Errorf("child printed %q", sc.Text())
-					return
-				}
-				if old, ok := printed[key]; ok && old != seq {
-					done <- fmt.Errorf("key %s got seq %d, then %d", key, old, seq)
-					return
-				}
-				printed[key] = seq
+		killChild(t, round, time.Duration(150+50*round)*time.Millisecond, func(line string) error {
+			var key string
+			var seq uint64
+			if _, err := fmt.Sscanf(line, "%s %d", &key, &seq); err != nil {
+				return fmt.Errorf("child printed %q", line)
 			}
-			done <- nil
-		}()
-		time.Sleep(time.Duration(150+50*round) * time.Millisecond)
-		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-			t.Fatal(err)
-		}
-		if err := <-done; err != nil {
-			t.Fatal(err)
-		}
-		if werr := cmd.Wait(); werr == nil || stderr.String() != "" {
-			t.Fatalf("round %d: child: %v %s", round, werr, stderr.String())
-		}
+			if old, ok := printed[key]; ok && old != seq {
+				return fmt.Errorf("key %s got seq %d, then %d", key, old, seq)
+			}
+			printed[key] = seq
+			return nil
+		}, crashChildEnv+"="+path, crashKeysEnv+"="+prefix)
 		o, err := Open(Options{Path: path})
 		if err != nil {
 			t.Fatalf("round %d: reopen: %v", round, err)
@@ -276,53 +245,20 @@ func TestCrashAppendOnce(t *testing.T) {
 // that every seq it reported is present after reopen and that sequences
 // never repeat.
 func TestCrashKeepsAppended(t *testing.T) {
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
 	path := filepath.Join(t.TempDir(), "outbox.db")
 	rng := rand.New(rand.NewPCG(1, uint64(time.Now().UnixNano())))
 	var maxPrinted, acked uint64
 	total := 0
 	for round := range 20 {
-		cmd := exec.Command(exe, "-test.run=^$")
-		cmd.Env = append(os.Environ(), crashChildEnv+"="+path)
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var stderr safeBuf
-		cmd.Stderr = &stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
 		var printed []uint64
-		done := make(chan error, 1)
-		go func() {
-			sc := bufio.NewScanner(out)
-			for sc.Scan() {
-				seq, err := strconv.ParseUint(sc.Text(), 10, 64)
-				if err != nil {
-					done <- fmt.Errorf("child printed %q", sc.Text())
-					return
-				}
-				printed = append(printed, seq)
+		killChild(t, round, time.Duration(100+rng.IntN(300))*time.Millisecond, func(line string) error {
+			seq, err := strconv.ParseUint(line, 10, 64)
+			if err != nil {
+				return fmt.Errorf("child printed %q", line)
 			}
-			done <- nil
-		}()
-		time.Sleep(time.Duration(100+rng.IntN(300)) * time.Millisecond)
-		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-			t.Fatal(err)
-		}
-		if err := <-done; err != nil {
-			t.Fatal(err)
-		}
-		if werr := cmd.Wait(); werr == nil {
-			t.Fatalf("round %d: child exited cleanly; stderr: %s", round, stderr.String())
-		}
-		if s := stderr.String(); s != "" {
-			t.Fatalf("round %d: child stderr: %s", round, s)
-		}
+			printed = append(printed, seq)
+			return nil
+		}, crashChildEnv+"="+path)
 		for _, seq := range printed {
 			if seq <= maxPrinted {
 				t.Fatalf("round %d: seq %d handed out again (previous max %d)", round, seq, maxPrinted)
@@ -361,6 +297,53 @@ func TestCrashKeepsAppended(t *testing.T) {
 		t.Fatal("children never appended anything")
 	}
 	t.Logf("%d acknowledged appends checked over 20 kills", total)
+}
+
+// killChild runs the crash child with env added to the test's, hands
+// each line it prints to line, SIGKILLs it after the given time and waits
+// for it. It fails the test if line returned an error, if the child ended
+// on its own or if it wrote to stderr.
+func killChild(t *testing.T, round int, after time.Duration, line func(string) error, env ...string) {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe, "-test.run=^$")
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr safeBuf
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if err := line(sc.Text()); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	time.Sleep(after) // the kill lands mid-stream: no condition to wait for
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("round %d: %v", round, err)
+	}
+	if werr := cmd.Wait(); werr == nil {
+		t.Fatalf("round %d: child exited cleanly; stderr: %s", round, stderr.String())
+	}
+	if s := stderr.String(); s != "" {
+		t.Fatalf("round %d: child stderr: %s", round, s)
+	}
 }
 
 type safeBuf struct {
@@ -432,44 +415,19 @@ func TestCrashDuringReclaim(t *testing.T) {
 // Append returned is stored, named by a gap record or acked, and that the
 // counters equal a recount.
 func TestCrashDuringEviction(t *testing.T) {
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
 	path := filepath.Join(t.TempDir(), "outbox.db")
 	const budget = 256 << 10
 	var maxPrinted uint64
 	for round := range 6 {
-		cmd := exec.Command(exe, "-test.run=^$")
-		cmd.Env = append(os.Environ(), crashChildEnv+"="+path, crashBudgetEnv+"="+strconv.Itoa(budget))
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var stderr safeBuf
-		cmd.Stderr = &stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
 		var printed []uint64
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			sc := bufio.NewScanner(out)
-			for sc.Scan() {
-				if seq, err := strconv.ParseUint(sc.Text(), 10, 64); err == nil {
-					printed = append(printed, seq)
-				}
+		killChild(t, round, time.Duration(150+50*round)*time.Millisecond, func(line string) error {
+			seq, err := strconv.ParseUint(line, 10, 64)
+			if err != nil {
+				return fmt.Errorf("child printed %q", line)
 			}
-		}()
-		time.Sleep(time.Duration(150+50*round) * time.Millisecond)
-		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-			t.Fatal(err)
-		}
-		<-done
-		if werr := cmd.Wait(); werr == nil || stderr.String() != "" {
-			t.Fatalf("round %d: child: %v %s", round, werr, stderr.String())
-		}
+			printed = append(printed, seq)
+			return nil
+		}, crashChildEnv+"="+path, crashBudgetEnv+"="+strconv.Itoa(budget))
 		o, err := Open(Options{Path: path, BudgetBytes: budget})
 		if err != nil {
 			t.Fatalf("round %d: reopen: %v", round, err)
