@@ -4,6 +4,8 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -42,20 +44,19 @@ func completionWords() map[string][]string {
 	return words
 }
 
+// commandNames returns the commands of completionWords' map, sorted.
+func commandNames(words map[string][]string) []string {
+	names := slices.Sorted(maps.Keys(words))
+	return slices.DeleteFunc(names, func(k string) bool { return k == "" })
+}
+
 func bashCompletion(words map[string][]string) string {
 	var b strings.Builder
 	b.WriteString("# bash completion for kioskctl (kioskctl completion bash)\n_kioskctl() {\n")
 	b.WriteString("  local cur=${COMP_WORDS[COMP_CWORD]} cmd=\"\" i\n")
 	b.WriteString("  for ((i=1; i<COMP_CWORD; i++)); do case ${COMP_WORDS[i]} in -*) ;; *) cmd=${COMP_WORDS[i]}; break;; esac; done\n")
 	b.WriteString("  case $cmd in\n")
-	keys := make([]string, 0, len(words))
-	for k := range words {
-		if k != "" {
-			keys = append(keys, k)
-		}
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
+	for _, k := range commandNames(words) {
 		fmt.Fprintf(&b, "    %s) COMPREPLY=($(compgen -W %q -- \"$cur\"));;\n", k, strings.Join(words[k], " "))
 	}
 	fmt.Fprintf(&b, "    *) COMPREPLY=($(compgen -W %q -- \"$cur\"));;\n", strings.Join(words[""], " "))
@@ -68,14 +69,7 @@ func zshCompletion(words map[string][]string) string {
 	b.WriteString("#compdef kioskctl\n# zsh completion for kioskctl (kioskctl completion zsh)\n_kioskctl() {\n")
 	b.WriteString("  local cmd=${words[2]}\n  if (( CURRENT == 2 )); then\n")
 	fmt.Fprintf(&b, "    compadd -- %s\n    return\n  fi\n  case $cmd in\n", strings.Join(words[""], " "))
-	keys := make([]string, 0, len(words))
-	for k := range words {
-		if k != "" {
-			keys = append(keys, k)
-		}
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
+	for _, k := range commandNames(words) {
 		fmt.Fprintf(&b, "    %s) compadd -- %s;;\n", k, strings.Join(words[k], " "))
 	}
 	b.WriteString("    *) _files;;\n  esac\n}\ncompdef _kioskctl kioskctl\n")
