@@ -1,18 +1,17 @@
 package uplink
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/kioskedge/kioskedge/sync/wire"
 	"github.com/kioskedge/kioskedge/testhw/broker"
+	"github.com/kioskedge/kioskedge/testhw/logbuf"
 )
 
 // publishHubStatus publishes the hub's retained status (hub-protocol.md
@@ -153,7 +152,7 @@ func TestUplinkHubStatusDeniedByACL(t *testing.T) {
 		conf += "\nuser root" // else mosquitto drops to a user that cannot read the test's temp dir
 	}
 	b := broker.ForTest(t, broker.Options{Kind: broker.Mosquitto, MosquittoConf: conf})
-	var logs syncBuf
+	var logs logbuf.Buffer
 	src := newMemSource(10)
 	u, stop := newTestUplink(t, b.URL(), src, func(o *Options) {
 		o.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -165,22 +164,4 @@ func TestUplinkHubStatusDeniedByACL(t *testing.T) {
 		t.Fatalf("session stats %+v", st)
 	}
 	t.Logf("hub status subscription refused by the broker: %v", strings.Contains(logs.String(), "optional subscription refused"))
-}
-
-// syncBuf is a bytes.Buffer safe for the logger's goroutines.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
