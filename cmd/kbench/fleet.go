@@ -752,21 +752,6 @@ func runFleetHubChild() int {
 	return 0
 }
 
-// procStatusMB reads a kB field of /proc/<pid>/status, in MB.
-func procStatusMB(pid int, field string) (float64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	for l := range strings.Lines(string(b)) {
-		if v, ok := strings.CutPrefix(l, field); ok {
-			kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
-			return kb / 1024, err
-		}
-	}
-	return 0, fmt.Errorf("no %s in /proc status", field)
-}
-
 // runChildHub runs a child's hub until SIGTERM or SIGINT, which end ctx,
 // and waits (up to 30 s) until it is connected, then a little more:
 // Connected is set once the subscriptions are in place, and a short pause

@@ -229,7 +229,7 @@ func drainOnce(ctx context.Context, cfg Config, b *broker.Broker, dir string, n 
 	if res.readyMs, err = strconv.ParseFloat(ready, 64); err != nil {
 		return res, fmt.Errorf("agent child said %q", line)
 	}
-	res.readyAnonMB, _ = rssAnonMB(cmd.Process.Pid) // zero if /proc is not readable; reported as such
+	res.readyAnonMB, _ = procStatusMB(cmd.Process.Pid, "RssAnon:") // zero if /proc is not readable; reported as such
 	res.peakAnonMB = res.readyAnonMB
 	if n == 0 {
 		return res, nil
@@ -239,7 +239,7 @@ func drainOnce(ctx context.Context, cfg Config, b *broker.Broker, dir string, n 
 	defer tick.Stop()
 	lastReport := time.Now()
 	for {
-		if a, err := rssAnonMB(cmd.Process.Pid); err == nil {
+		if a, err := procStatusMB(cmd.Process.Pid, "RssAnon:"); err == nil {
 			res.peakAnonMB = max(res.peakAnonMB, a)
 		}
 		r, ok := srv.Hub().AgentReceived(syncAgent)
@@ -320,19 +320,19 @@ func runAgentChild() int {
 	return 0
 }
 
-// rssAnonMB reads RssAnon of pid from /proc, in MB.
-func rssAnonMB(pid int) (float64, error) {
+// procStatusMB reads a kB field of /proc/<pid>/status, in MB.
+func procStatusMB(pid int, field string) (float64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, err
 	}
 	for l := range strings.Lines(string(b)) {
-		if v, ok := strings.CutPrefix(l, "RssAnon:"); ok {
+		if v, ok := strings.CutPrefix(l, field); ok {
 			kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
 			return kb / 1024, err
 		}
 	}
-	return 0, errors.New("no RssAnon in /proc status")
+	return 0, fmt.Errorf("no %s in /proc status", field)
 }
 
 // dropPageCache flushes dirty pages and drops the page cache (needs root).
