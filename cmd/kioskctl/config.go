@@ -66,10 +66,7 @@ func runConfig(_ context.Context, e *env, args []string) int {
 		code = exitFailed
 	}
 	if e.JSON {
-		if c := printJSON(e, result); c != exitOK {
-			return c
-		}
-		return code
+		return printJSONCode(e, result, code)
 	}
 	if result.Valid {
 		table(e, []string{"FILE", "RESULT"}, [][]string{{path, "ok"}})

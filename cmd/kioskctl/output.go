@@ -18,6 +18,15 @@ func printJSON(e *env, v any) int {
 	return exitOK
 }
 
+// printJSONCode writes v as printJSON does and returns code, or
+// printJSON's failure code when writing fails.
+func printJSONCode(e *env, v any, code int) int {
+	if c := printJSON(e, v); c != exitOK {
+		return c
+	}
+	return code
+}
+
 // table writes rows under a header, columns aligned.
 func table(e *env, header []string, rows [][]string) {
 	w := tabwriter.NewWriter(e.Stdout, 0, 4, 2, ' ', 0)

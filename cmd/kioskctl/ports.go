@@ -101,10 +101,7 @@ func runPorts(ctx context.Context, e *env, args []string) int {
 		if rows == nil {
 			rows = []portRow{}
 		}
-		if c := printJSON(e, rows); c != exitOK {
-			return c
-		}
-		return code
+		return printJSONCode(e, rows, code)
 	}
 	if len(rows) == 0 {
 		fmt.Fprintln(e.Stdout, "no serial ports found (is the USB adapter plugged in?)")

@@ -135,10 +135,7 @@ func runSelftest(ctx context.Context, e *env, args []string) int {
 		code = exitFailed
 	}
 	if e.JSON {
-		if jc := printJSON(e, res); jc != exitOK {
-			return jc
-		}
-		return code
+		return printJSONCode(e, res, code)
 	}
 	fmt.Fprint(e.Stdout, r.Text())
 	fmt.Fprintf(e.Stdout, "\nchecked in %v\n", elapsed.Round(10*time.Millisecond))

@@ -73,10 +73,7 @@ func runTest(ctx context.Context, e *env, args []string) int {
 		code = exitFailed
 	}
 	if e.JSON {
-		if jc := printJSON(e, c); jc != exitOK {
-			return jc
-		}
-		return code
+		return printJSONCode(e, c, code)
 	}
 	fmt.Fprintln(e.Stdout, checkLine(c))
 	return code
