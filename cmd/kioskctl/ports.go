@@ -117,7 +117,7 @@ func runPorts(ctx context.Context, e *env, args []string) int {
 		if r.VID != "" || r.PID != "" {
 			usb = r.VID + ":" + r.PID
 		}
-		line := []string{r.Port, usb, dash(r.Serial), dash(r.Product)}
+		line := []string{r.Port, usb, orDash(r.Serial), orDash(r.Product)}
 		if doProbe {
 			line = append(line, deviceCell(r), r.Detail)
 		}
@@ -167,13 +167,6 @@ func deviceCell(r portRow) string {
 	}
 	if r.Address != nil {
 		s += " addr " + strconv.Itoa(*r.Address)
-	}
-	return s
-}
-
-func dash(s string) string {
-	if s == "" {
-		return "-"
 	}
 	return s
 }

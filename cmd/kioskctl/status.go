@@ -174,6 +174,7 @@ func bytesText(n int64) string {
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTP"[exp])
 }
 
+// orDash is s, or "-" for an empty table cell.
 func orDash(s string) string {
 	if s == "" {
 		return "-"
