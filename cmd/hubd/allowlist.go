@@ -33,25 +33,19 @@ func allowlistCmd(args []string, stderr io.Writer) error {
 	return fmt.Errorf("allowlist: unknown subcommand %q (push, show)", args[0])
 }
 
-type agentList []string
-
-func (a *agentList) String() string { return strings.Join(*a, ",") }
-func (a *agentList) Set(s string) error {
-	if err := wire.ValidateID("agent", s); err != nil {
-		return err
-	}
-	*a = append(*a, s)
-	return nil
+// idList is a repeatable flag of ids of one kind ("agent", "group"), each
+// checked by wire.ValidateID.
+type idList struct {
+	kind string
+	ids  []string
 }
 
-type groupList []string
-
-func (g *groupList) String() string { return strings.Join(*g, ",") }
-func (g *groupList) Set(s string) error {
-	if err := wire.ValidateID("group", s); err != nil {
+func (l *idList) String() string { return strings.Join(l.ids, ",") }
+func (l *idList) Set(s string) error {
+	if err := wire.ValidateID(l.kind, s); err != nil {
 		return err
 	}
-	*g = append(*g, s)
+	l.ids = append(l.ids, s)
 	return nil
 }
 
@@ -75,8 +69,8 @@ func allowlistPush(args []string, stderr io.Writer) error {
 		tlsKey    = fs.String("tls-key", "", "client key (PEM)")
 		plaintext = fs.Bool("plaintext", false, "allow a plaintext tcp:// broker (lab only)")
 		timeout   = fs.Duration("timeout", 30*time.Second, "how long to try publishing with -broker")
-		agents    agentList
-		groups    groupList
+		agents    = idList{kind: "agent"}
+		groups    = idList{kind: "group"}
 	)
 	fs.Var(&agents, "agent", "agent id to publish to now (repeatable; needs -broker)")
 	fs.Var(&groups, "group", "group to publish to now on its group topic (repeatable; needs -broker)")
@@ -88,7 +82,7 @@ func allowlistPush(args []string, stderr io.Writer) error {
 		return fmt.Errorf("allowlist push: unexpected arguments %q", fs.Args())
 	case *csvPath == "" || *keyPath == "" || *dirPath == "":
 		return errors.New("allowlist push: -csv, -site-key and -dir are required")
-	case len(agents)+len(groups) > 0 && *broker == "":
+	case len(agents.ids)+len(groups.ids) > 0 && *broker == "":
 		return errors.New("allowlist push: -agent and -group need -broker")
 	case *perChunk < 1:
 		return errors.New("allowlist push: -per-chunk must be at least 1")
@@ -136,7 +130,7 @@ func allowlistPush(args []string, stderr io.Writer) error {
 			return err
 		}
 	}
-	if *broker == "" || len(agents)+len(groups) == 0 {
+	if *broker == "" || len(agents.ids)+len(groups.ids) == 0 {
 		return nil
 	}
 	opts := uplink.SessionOptions{Broker: *broker, ClientID: *clientID, AllowPlaintext: *plaintext}
@@ -146,10 +140,10 @@ func allowlistPush(args []string, stderr io.Writer) error {
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
 	var topics []string
-	for _, a := range agents {
+	for _, a := range agents.ids {
 		topics = append(topics, wire.Topics{Root: *root, Agent: a}.Allowlist())
 	}
-	for _, g := range groups {
+	for _, g := range groups.ids {
 		topics = append(topics, wire.GroupAllowlistTopic(*root, g))
 	}
 	return pushNow(ctx, opts, dir, info, topics, stderr)
