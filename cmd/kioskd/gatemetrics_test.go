@@ -109,7 +109,7 @@ func TestGateMetricsAndStatus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc := newService(cfg.Agent.ID, n, nil, nil, nil)
+	svc := newService(cfg.Agent.ID, n, nil, nil)
 	g, err := gate.Open(gate.Options{Config: cfg, Node: n, Lines: hw.Lines, OnDecision: svc.countDecision})
 	if err != nil {
 		n.Close()

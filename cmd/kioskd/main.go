@@ -117,7 +117,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}()
 	n := k.Node
-	svc := newService(cfg.Agent.ID, n, nil, notify, log)
+	svc := newService(cfg.Agent.ID, n, notify, log)
 	var g *gate.Gate
 	if len(cfg.Doors) > 0 {
 		g, err = gate.Open(gate.Options{Config: cfg, Node: n, Lines: gpioLines, Logger: log, OnDecision: svc.countDecision})

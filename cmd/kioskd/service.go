@@ -48,9 +48,11 @@ type service struct {
 	loopAt atomic.Int64 // the main loop's last tick, Unix ns (0 before the first)
 }
 
-func newService(agent string, n *node.Node, g *gate.Gate, notify *sdnotify.Notifier, log *slog.Logger) *service {
+// newService returns the service of node n; set g once the gate is open
+// (the gate takes the service's countDecision as it opens).
+func newService(agent string, n *node.Node, notify *sdnotify.Notifier, log *slog.Logger) *service {
 	now := time.Now()
-	return &service{agent: agent, n: n, g: g, notify: notify, log: log, start: now, now: time.Now,
+	return &service{agent: agent, n: n, notify: notify, log: log, start: now, now: time.Now,
 		decisions: map[decisionKey]uint64{}, lastCommitAt: now}
 }
 
