@@ -26,7 +26,13 @@ func TestWiegandReaderOnKernelEvents(t *testing.T) {
 		t.Cleanup(func() { _ = lines[i].Close() }) // fake: cannot fail
 	}
 	frames := make(chan wiegand.Frame, 4)
-	r, err := wiegand.NewReader(lines[0], lines[1], wiegand.ReaderConfig{OnFrame: func(f wiegand.Frame) { frames <- f }})
+	// A 250 ms gap, not the default 25 ms: the edges are pushed by this
+	// goroutine in real time, and on a loaded machine a stall of it or of
+	// a watcher past the gap would let the gap timer split the frame.
+	r, err := wiegand.NewReader(lines[0], lines[1], wiegand.ReaderConfig{
+		Config:  wiegand.Config{Gap: 250 * time.Millisecond},
+		OnFrame: func(f wiegand.Frame) { frames <- f },
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
