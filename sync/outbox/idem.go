@@ -162,7 +162,7 @@ func (it *idemTx) prune(maxEntries int) error {
 			return nil
 		}
 		key := string(k[8:])
-		if err := it.b.Delete(append([]byte(nil), k...)); err != nil {
+		if err := c.Delete(); err != nil { // no second seek for k
 			return err
 		}
 		if e, ok := it.add[key]; ok && e.at == at {
