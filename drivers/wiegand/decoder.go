@@ -261,10 +261,8 @@ func (d *Decoder) Feed(p Pulse) (Frame, bool) {
 	}
 	var f Frame
 	var closed bool
-	if d.count > 0 {
-		if p.Time.Sub(d.last) >= d.cfg.Gap {
-			f, closed = d.close(d.judge(), false), true
-		}
+	if d.count > 0 && p.Time.Sub(d.last) >= d.cfg.Gap {
+		f, closed = d.close(d.judge(), false), true
 	}
 	if d.count == 0 {
 		d.start, d.last = p.Time, p.Time
@@ -463,8 +461,14 @@ func (d *Decoder) decode(bits []bool, count int) Frame {
 	fc := value(bits[1 : 1+fm.fcBits])
 	card := value(bits[1+fm.fcBits : 1+fm.fcBits+fm.cardBits])
 	f.Status, f.Encoding, f.Facility, f.Card = Good, fm.encoding, uint32(fc), uint32(card)
-	f.cred = d.credential(fm.encoding, bits, fmt.Sprintf("%0*d-%0*d", fm.fcWidth, fc, fm.cardWidth, card))
+	f.cred = d.credential(fm.encoding, bits, fm.number(fc, card))
 	return f
+}
+
+// number is a credential's Number: facility and card zero-padded to the
+// format's widths (wiegand.md §4).
+func (fm format) number(fc, card uint64) string {
+	return fmt.Sprintf("%0*d-%0*d", fm.fcWidth, fc, fm.cardWidth, card)
 }
 
 func (d *Decoder) credential(enc string, bits []bool, number string) credential.Credential {

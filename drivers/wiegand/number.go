@@ -39,5 +39,5 @@ func CanonicalNumber(encoding, number string) (string, error) {
 	if fc >= 1<<fm.fcBits || card >= 1<<fm.cardBits {
 		return "", fmt.Errorf("%w: %s holds a facility below %d and a card below %d", ErrConfig, encoding, 1<<fm.fcBits, 1<<fm.cardBits)
 	}
-	return fmt.Sprintf("%0*d-%0*d", fm.fcWidth, fc, fm.cardWidth, card), nil
+	return fm.number(fc, card), nil
 }
