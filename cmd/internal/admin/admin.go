@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kioskedge/kioskedge/agent/config"
 	"github.com/kioskedge/kioskedge/cmd/internal/promtext"
 	"github.com/kioskedge/kioskedge/sync/wire"
 )
@@ -109,7 +110,7 @@ func New(o Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: listen %q: %v", ErrOptions, o.Listen, err)
 	}
-	if !o.AllowNonLoopback && !isLoopback(host) {
+	if !o.AllowNonLoopback && !config.IsLoopbackHost(host) {
 		return nil, fmt.Errorf("%w: %q (set admin.allow_non_loopback = true to allow it)", ErrNotLoopback, o.Listen)
 	}
 	if o.Now == nil {
@@ -131,14 +132,6 @@ func New(o Options) (*Server, error) {
 	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
 	return s, nil
-}
-
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // Addr is the address the server listens on.
