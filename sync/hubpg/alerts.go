@@ -173,10 +173,8 @@ func (a *AlertState) dropLocked() {
 	if a.conn == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
 	// Closing a broken connection has nothing to report.
-	_ = a.conn.Close(ctx)
+	_ = closeConn(a.conn)
 	a.conn = nil
 }
 
@@ -244,7 +242,7 @@ func (a *AlertState) Listen(ctx context.Context) (*RecordListener, error) {
 		return nil, fmt.Errorf("hubpg: listen: %w", err)
 	}
 	if _, err := conn.Exec(ctx, "LISTEN "+recordsChannel); err != nil {
-		_ = conn.Close(context.WithoutCancel(ctx)) // the LISTEN error is the news
+		_ = closeConn(conn) // the LISTEN error is the news
 		return nil, fmt.Errorf("hubpg: listen: %w", err)
 	}
 	return &RecordListener{conn: conn, name: a.name}, nil
@@ -271,8 +269,4 @@ func (l *RecordListener) Next(ctx context.Context) (RecordRange, error) {
 }
 
 // Close closes the listener's connection. Call it once.
-func (l *RecordListener) Close() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	return l.conn.Close(ctx)
-}
+func (l *RecordListener) Close() error { return closeConn(l.conn) }

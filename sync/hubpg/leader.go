@@ -141,12 +141,8 @@ func (l *Leader) session(ctx context.Context, lead func(ctx context.Context, ter
 	if err != nil {
 		return err
 	}
-	defer func() {
-		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		// The session ends with the connection and the lock with it.
-		_ = conn.Close(cctx)
-	}()
+	// The session ends with the connection and the lock with it.
+	defer func() { _ = closeConn(conn) }()
 	for {
 		var won bool
 		if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", l.key).Scan(&won); err != nil {
@@ -239,6 +235,14 @@ func (l *Leader) bumpTerm(ctx context.Context, conn *pgx.Conn) (int64, error) {
 		ON CONFLICT (name) DO UPDATE SET term = hub_leader.term + 1, elected_at = now()
 		RETURNING term`, l.opts.Name).Scan(&term)
 	return term, err
+}
+
+// closeConn closes a connection of its own (not a pool's), waiting at
+// most 5 s for the server's goodbye.
+func closeConn(conn *pgx.Conn) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return conn.Close(ctx)
 }
 
 // schemaLockKey serialises the package's CREATE TABLE IF NOT EXISTS
