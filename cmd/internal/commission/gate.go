@@ -64,10 +64,13 @@ func (t *Tester) door(ctx context.Context, d config.Door, pulse bool) (Check, er
 	if err != nil {
 		return failed(name, "door driver", err.Error()), nil
 	}
+	relayFailed := func(err error) (Check, error) {
+		return failed(name, "relay "+d.Relay, "relay write failed: "+err.Error()), nil
+	}
 	// door.New left the relay in its safe state; a fail-safe lock is
 	// released there, so hold it locked until the pulse.
 	if err := dd.Secure(); err != nil {
-		return failed(name, "relay "+d.Relay, "relay write failed: "+err.Error()), nil
+		return relayFailed(err)
 	}
 	events := make(chan door.Event, 16)
 	rctx, cancel := context.WithCancel(ctx)
@@ -133,7 +136,7 @@ func (t *Tester) door(ctx context.Context, d config.Door, pulse bool) (Check, er
 		return failed(name, "door is open before the test"+notes, "close the door and test again: the contact must change when the lock releases"), nil
 	}
 	if err := dd.Release(); err != nil {
-		return failed(name, "relay "+d.Relay, "relay write failed: "+err.Error()), nil
+		return relayFailed(err)
 	}
 	start := time.Now()
 	if d.Contact == "" {
@@ -143,7 +146,7 @@ func (t *Tester) door(ctx context.Context, d config.Door, pulse bool) (Check, er
 		}
 		sleep(ctx, p)
 		if err := dd.Secure(); err != nil {
-			return failed(name, "relay "+d.Relay, "relay write failed: "+err.Error()), nil
+			return relayFailed(err)
 		}
 		return pass(name, "%s%s", DetailNoContact, notes), nil
 	}
@@ -156,12 +159,12 @@ func (t *Tester) door(ctx context.Context, d config.Door, pulse bool) (Check, er
 			}
 			took := time.Since(start).Round(time.Millisecond)
 			if err := dd.Secure(); err != nil {
-				return failed(name, "relay "+d.Relay, "relay write failed: "+err.Error()), nil
+				return relayFailed(err)
 			}
 			return pass(name, "relay pulsed; door contact opened after %v%s", took, notes), nil
 		case <-timeout:
 			if err := dd.Secure(); err != nil {
-				return failed(name, "relay "+d.Relay, "relay write failed: "+err.Error()), nil
+				return relayFailed(err)
 			}
 			return failed(name, fmt.Sprintf("relay pulsed for %v, the door contact did not change%s", t.o.Timeout, notes), ReasonNoFeedback), nil
 		case <-ctx.Done():
