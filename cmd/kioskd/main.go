@@ -170,7 +170,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		wg.Go(func() {
 			defer ticker.Stop()
 			notify.RunWatchdog(ctx, ticker.C, func(now time.Time) error {
-				return svc.alive(ctx, notify.WatchdogPeriod(), now)
+				return svc.alive(ctx, now)
 			}, func(err error) {
 				svc.watchdogMissed.Add(1)
 				own.Error("watchdog ping withheld: the agent looks hung; systemd will restart it", "err", err)

@@ -139,14 +139,14 @@ func (s *service) statusLine() string {
 
 // alive is the watchdog's liveness check (see liveness.go): it starts the
 // outbox probe when nothing has committed for a watchdog period, and
-// checks every loop's progress.
-func (s *service) alive(ctx context.Context, period time.Duration, now time.Time) error {
+// checks every loop's progress. s.live must be set.
+func (s *service) alive(ctx context.Context, now time.Time) error {
 	ob := s.n.Outbox.Stats()
 	s.probeMu.Lock()
 	if ob.Commits != s.commitsSeen {
 		s.commitsSeen, s.lastCommitAt = ob.Commits, now
 	}
-	if s.probeSince.IsZero() && now.Sub(s.lastCommitAt) >= period {
+	if s.probeSince.IsZero() && now.Sub(s.lastCommitAt) >= s.live.period {
 		s.probeSince = now
 		s.probes.Go(func() { s.probe(ctx) })
 	}
