@@ -85,7 +85,7 @@ func runOutbox(ctx context.Context, e *env, args []string) int {
 		return fail(e, cmd, exitUnusable, "the certificate %s is for %q but agent.id is %q: the hub would refuse the file; fix the config or the certificate", c.Hub.CertFile, cn, c.Agent.ID)
 	}
 
-	obPath := filepath.Join(c.Agent.DataDir, "outbox.db")
+	obPath := outboxPath(c)
 	snap, err := outbox.OpenSnapshot(obPath, 0)
 	switch {
 	case errors.Is(err, outbox.ErrLocked):
@@ -233,6 +233,10 @@ func writeExport(ctx context.Context, e *env, snap *outbox.Snapshot, path string
 	}
 	return w.Bytes(), sum, nil
 }
+
+// outboxPath is the outbox file in c's data directory, where
+// cmd/internal/node opens it.
+func outboxPath(c config.Config) string { return filepath.Join(c.Agent.DataDir, "outbox.db") }
 
 // fileDigest returns the file's checksum field (its last 32 bytes), hex.
 func fileDigest(path string) (string, error) {

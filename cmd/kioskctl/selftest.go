@@ -91,7 +91,7 @@ func runSelftest(ctx context.Context, e *env, args []string) int {
 			sysChecks = append(sysChecks, commission.AllowlistCheck(a.Version, a.Entries, "kioskd"))
 		}
 	} else {
-		h, err := commission.ReadOutbox(filepath.Join(cfg.Agent.DataDir, "outbox.db"), start)
+		h, err := commission.ReadOutbox(outboxPath(cfg), start)
 		if err != nil {
 			sysChecks = append(sysChecks, commission.Check{Name: "outbox", Detail: "outbox file", Reason: fmt.Sprintf("cannot read it: %v (is kioskd running with [admin] disabled?)", err)})
 		} else {
@@ -210,7 +210,7 @@ func sendReport(ctx context.Context, cfg config.Config, r commission.Report, run
 	if err != nil {
 		return fmt.Sprintf("NOT sent: %v", err)
 	}
-	ob, err := outbox.Open(outbox.Options{Path: filepath.Join(cfg.Agent.DataDir, "outbox.db"), BudgetBytes: int64(cfg.Outbox.Budget), ReclaimAbove: -1})
+	ob, err := outbox.Open(outbox.Options{Path: outboxPath(cfg), BudgetBytes: int64(cfg.Outbox.Budget), ReclaimAbove: -1})
 	if err != nil {
 		return fmt.Sprintf("NOT sent: the outbox cannot be opened: %v", err)
 	}
