@@ -3,8 +3,9 @@
 // samples, "name{label="value",…} value". Label values escape backslash,
 // double quote and newline; HELP text escapes backslash and newline.
 //
-// It is a writer only, for kioskd's /metrics: the caller gathers its
-// numbers at scrape time (from the outbox's, the uplink's and the
-// devices' own counters) and writes them through a Writer, so there is no
-// registry and no dependency on the Prometheus client library.
+// The Writer is for kioskd's /metrics: the caller gathers its numbers at
+// scrape time (from the outbox's, the uplink's and the devices' own
+// counters) and writes them through it, so there is no registry and no
+// dependency on the Prometheus client library. Parse reads the format
+// back strictly, for tests and tools.
 package promtext
