@@ -149,11 +149,6 @@ type Options struct {
 	Now func() time.Time
 }
 
-// HubSegment is the agent segment of the hub's own topics: hubrun
-// publishes the hub's retained status on <root>/v1/$hub/status
-// (hub-protocol.md §12). The ingest ignores it.
-const HubSegment = "$hub"
-
 // item is one unit of work for the committer.
 type item struct {
 	batch  *hubstore.Ingested
@@ -641,7 +636,7 @@ func (h *Hub) onEvents(topic string, payload []byte) {
 
 // onStatus handles a retained birth/death.
 func (h *Hub) onStatus(topic string, payload []byte) {
-	if topic == (wire.Topics{Root: h.opts.Root, Agent: HubSegment}).Status() {
+	if topic == (wire.Topics{Root: h.opts.Root, Agent: wire.HubSegment}).Status() {
 		return // the hub's own status (hub-protocol.md §12), not an agent's
 	}
 	agent, ok := h.topicAgent(topic)

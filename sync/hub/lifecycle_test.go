@@ -227,7 +227,7 @@ func TestStaleStatusAndBootWithoutDeath(t *testing.T) {
 		t.Fatalf("restart after a death counted: %+v", s)
 	}
 	// The hub's own status is skipped, not counted as bad.
-	f.tr.Deliver(t, root+"/v1/"+HubSegment+"/status", []byte(`{"state":"online"}`))
+	f.tr.Deliver(t, root+"/v1/"+wire.HubSegment+"/status", []byte(`{"state":"online"}`))
 	if s := f.hub.Stats(); s.Bad[BadTopic] != 0 || s.Bad[BadStatus] != 0 {
 		t.Fatalf("hub status counted as bad: %+v", s.Bad)
 	}

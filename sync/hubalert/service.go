@@ -19,14 +19,10 @@ import (
 // ErrOptions is returned by New for missing or invalid options.
 var ErrOptions = errors.New("hubalert: invalid options")
 
-// HubID is the pseudo agent id of the hub's own topics: '$' is not
-// allowed in agent ids (wire.ValidateID), so no agent can publish there.
-const HubID = "$hub"
-
 // Topics returns the transition topic (QoS 1, not retained) and the
 // retained summary of firing alerts under root (hub-alerts.md §5).
 func Topics(root string) (transitions, firing string) {
-	t := root + "/" + wire.Version + "/" + HubID + "/alerts"
+	t := root + "/" + wire.Version + "/" + wire.HubSegment + "/alerts"
 	return t, t + "/firing"
 }
 

@@ -426,7 +426,7 @@ func (u *Uplink) onStatus(_ string, payload []byte) {
 // publishes its own retained state (hub-protocol.md §12; hubrun.HubStatusTopic,
 // whose package the agent does not import).
 func hubStatusTopic(root string) string {
-	return wire.Topics{Root: root, Agent: "$hub"}.Status()
+	return wire.Topics{Root: root, Agent: wire.HubSegment}.Status()
 }
 
 // maxHubStatus bounds the hub status the uplink decodes; the hub's is

@@ -60,6 +60,11 @@ func (t Topics) Health() string { return t.leaf(LeafHealth) }
 // Ack carries the hub's end-to-end acks to the agent.
 func (t Topics) Ack() string { return t.leaf(LeafAck) }
 
+// HubSegment is the agent segment of the hub application's own topics
+// (<root>/v1/$hub/status, …/alerts; hub-protocol.md §12): ValidateID
+// refuses '$' in agent ids, so no agent can publish there.
+const HubSegment = "$hub"
+
 // Cmd carries signed commands to the agent (reserved).
 func (t Topics) Cmd() string { return t.leaf(LeafCmd) }
 

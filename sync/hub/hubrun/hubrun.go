@@ -548,7 +548,7 @@ func (s *Server) onHubStatus(_ string, payload []byte) {
 
 // HubStatusTopic is <root>/v1/$hub/status.
 func HubStatusTopic(root string) string {
-	return wire.Topics{Root: root, Agent: hub.HubSegment}.Status()
+	return wire.Topics{Root: root, Agent: wire.HubSegment}.Status()
 }
 
 func hubStatusJSON(state, reason, version, instance string) []byte {
