@@ -502,7 +502,7 @@ func (h *Hub) commit(group []item, pending chan<- pendingAck) {
 		}
 	}
 	// Before the commit is counted, so a Wait on it sees the detector's view.
-	h.lifecycleGaps(touched)
+	h.lifecycleGaps(touched, res.Missing)
 	h.mu.Lock()
 	s := &h.stats
 	s.Commits++

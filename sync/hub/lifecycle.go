@@ -110,17 +110,16 @@ func (h *Hub) lifecycleStatuses(sts []hubstore.StatusUpdate) {
 }
 
 // lifecycleGaps runs on the committer after a commit, for the agents it
-// touched: a missing range seen for longer than GapAge is a gap.
-func (h *Hub) lifecycleGaps(agents []string) {
+// touched, with their coverage holes (hubstore.Result.Missing: an agent
+// without an entry has none): a missing range seen for longer than GapAge
+// is a gap.
+func (h *Hub) lifecycleGaps(agents []string, missing map[string][]hubstore.Range) {
 	now := h.now()
 	for _, id := range agents {
-		a, ok := h.store.AgentState(id)
-		if !ok {
-			continue
-		}
+		holes := missing[id]
 		h.lc.mu.Lock()
 		s := h.lc.agents[id]
-		if len(a.Missing) == 0 {
+		if len(holes) == 0 {
 			if s != nil {
 				s.info.GapSince, s.info.Missing, s.reported = time.Time{}, nil, false
 			}
@@ -134,7 +133,7 @@ func (h *Hub) lifecycleGaps(agents []string) {
 			s.info.GapSince = now
 		}
 		s.info.Missing = s.info.Missing[:0]
-		for _, m := range a.Missing {
+		for _, m := range holes {
 			s.info.Missing = append(s.info.Missing, [2]uint64{m.First, m.Last})
 		}
 		due := !s.reported && now.Sub(s.info.GapSince) >= h.opts.GapAge
@@ -169,7 +168,15 @@ func (h *Hub) lifecycleSweep() {
 	}
 	h.lc.mu.Unlock()
 	slices.Sort(ids)
-	h.lifecycleGaps(ids)
+	missing := make(map[string][]hubstore.Range, len(ids))
+	known := ids[:0]
+	for _, id := range ids {
+		if a, ok := h.store.AgentState(id); ok {
+			known = append(known, id)
+			missing[id] = a.Missing
+		}
+	}
+	h.lifecycleGaps(known, missing)
 }
 
 // lifecycleEvent records event for agent (counter, log, API row) and asks

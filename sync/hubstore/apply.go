@@ -207,6 +207,12 @@ func PlanWrite(w *Write, load func(id string) (State, error)) (*Plan, error) {
 		if ap.Acked {
 			res.Acks = append(res.Acks, wire.Ack{Agent: ap.State.ID, Through: ap.State.Coverage.Contiguous()})
 		}
+		if m := ap.State.Coverage.Missing(); m != nil {
+			if res.Missing == nil {
+				res.Missing = map[string][]Range{}
+			}
+			res.Missing[ap.State.ID] = m
+		}
 	}
 	return p, nil
 }

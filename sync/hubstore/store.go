@@ -95,6 +95,11 @@ type Result struct {
 	// contiguous coverage from 1 after the commit. Through is 0 when
 	// sequence 1 is not covered yet; such an ack must not be sent.
 	Acks []wire.Ack
+	// Missing holds, for each agent the write touched that has holes in
+	// its coverage after the commit, those holes (Coverage.Missing); an
+	// agent without holes has no entry. The hub's gap detector reads it
+	// instead of reading every agent's state again.
+	Missing map[string][]Range
 }
 
 // AgentState is a snapshot of what the store holds for one agent.

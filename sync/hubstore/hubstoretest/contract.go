@@ -225,12 +225,15 @@ func testOutOfOrderAndGaps(t *testing.T, open func() Store) {
 	if !slices.Equal(st.Missing, rs(1, 10, 21, 30)) || st.Contiguous != 0 || st.Highest != 40 {
 		t.Fatalf("state %+v", st)
 	}
+	if len(res.Missing) != 1 || !slices.Equal(res.Missing["a"], st.Missing) {
+		t.Fatalf("result's missing ranges %v, want the state's %v", res.Missing, st.Missing)
+	}
 	b := hubstore.Ingested{Agent: "a", First: 1, Last: 10, Entries: []wire.Entry{
 		{Seq: 1, Raw: Record(1)}, {Seq: 2, Raw: GapRecord(7, [2]uint64{3, 9})}, {Seq: 10, Raw: Record(10)}}}
 	b2 := hubstore.Ingested{Agent: "a", First: 21, Last: 30, Entries: []wire.Entry{
 		{Seq: 21, Raw: GapRecord(0, [2]uint64{22, 30})}}}
 	res = apply(t, s, hubstore.Write{Batches: []hubstore.Ingested{b, b2}})
-	if res.Declared != 7+9 || !slices.Equal(res.Acks, []wire.Ack{{Agent: "a", Through: 40}}) {
+	if res.Declared != 7+9 || !slices.Equal(res.Acks, []wire.Ack{{Agent: "a", Through: 40}}) || res.Missing != nil {
 		t.Fatalf("result %+v", res)
 	}
 	st, _ = s.AgentState("a")
