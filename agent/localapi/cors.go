@@ -46,3 +46,8 @@ func (s *Server) cors(next http.Handler) http.Handler {
 		next.ServeHTTP(w, r)
 	})
 }
+
+// allowedOrigin reports whether origin gets CORS headers.
+func (s *Server) allowedOrigin(origin string) bool {
+	return slices.Contains(s.o.AllowedOrigins, origin)
+}

@@ -46,6 +46,18 @@
 // cases the duplicates are identical in id, so a consumer deduplicating
 // transactions by id still sees one.
 //
+// # The transaction fast path
+//
+// Every connection is read first by the server itself (fastpath.go): while
+// its requests are plain, authorised POST /v1/transactions with a
+// Content-Length body, it answers them without net/http, through the same
+// code and with the same statuses, bodies and headers as the net/http
+// handler; the first request of any other kind is left unread and the
+// connection, buffered bytes included, is handed to net/http for good. A
+// test sends the same requests to a server with and without the fast path
+// and compares the answers; a fuzz test checks that every head the fast
+// path accepts reads the same in net/http.
+//
 // # Cards
 //
 // POST /v1/cards/read polls the named reader until a card is read or

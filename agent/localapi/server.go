@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -90,6 +91,11 @@ type Server struct {
 
 	closeOnce sync.Once
 	closeErr  error
+
+	// plainHTTP, set by tests before Run, hands every connection to
+	// net/http at once; fastServed counts the fast path's answers.
+	plainHTTP  bool
+	fastServed atomic.Uint64
 }
 
 // New validates o and listens. It fails (wrapping ErrOptions) on a missing
@@ -183,15 +189,22 @@ func (s *Server) Handler() http.Handler { return s.logged(s.cors(s.mux)) }
 // (outbox.Append waits for the commit). It returns the serve error if
 // serving fails otherwise.
 func (s *Server) Run(ctx context.Context) error {
-	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second,
+	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: readHeaderTimeout,
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
 	var wg sync.WaitGroup
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	if s.o.Health != nil {
 		wg.Go(func() { s.watchHealth(watchCtx) })
 	}
-	errc := make(chan error, 1)
-	wg.Go(func() { errc <- srv.Serve(s.ln) })
+	// Every connection starts on the transaction fast path (fastpath.go),
+	// which hands it to srv at its first request of any other kind.
+	h := newHandoff(s.ln.Addr())
+	conns := &fastConns{idle: map[net.Conn]bool{}}
+	fastCtx, cancelFast := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelFast()
+	errc := make(chan error, 2)
+	wg.Go(func() { errc <- srv.Serve(h) })
+	wg.Go(func() { errc <- s.serveFast(fastCtx, s.ln, h, conns) })
 	var err error
 	select {
 	case <-ctx.Done():
@@ -201,10 +214,16 @@ func (s *Server) Run(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
 	defer cancel()
 	s.closeWebSockets()
+	if cerr := s.Close(); cerr != nil {
+		s.log.Warn("closing the listener", "err", cerr)
+	}
+	var fastDone sync.WaitGroup
+	fastDone.Go(func() { conns.shutdown(sctx, cancelFast) })
 	if serr := srv.Shutdown(sctx); serr != nil {
 		s.log.Warn("shutdown", "err", serr)
 		_ = srv.Close() // Shutdown's deadline passed; force it
 	}
+	fastDone.Wait()
 	wg.Wait()
 	s.wsWG.Wait()
 	if err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -2,6 +2,7 @@ package localapi
 
 import (
 	"bytes"
+	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -225,43 +226,41 @@ func (s *Server) postTransaction(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "invalid", "Idempotency-Key: longer than 255 bytes")
 		return
 	}
+	status, body, replayed := s.transact(r.Context(), raw, key)
+	if replayed {
+		w.Header().Set("Idempotent-Replayed", "true")
+	}
+	writeRaw(w, status, body)
+}
+
+func (s *Server) transact(ctx context.Context, raw []byte, key string) (status int, body []byte, replayed bool) {
 	if key == "" {
-		status, body, _ := s.storeTransaction(r, raw, "", nil)
-		writeRaw(w, status, body)
-		return
+		return s.storeTransaction(ctx, raw, "", nil)
 	}
 	fp := sha256.Sum256(raw)
 	for {
 		e, owner := s.idem.begin(key, fp)
 		if owner {
-			status, body, replayed := s.storeTransaction(r, raw, key, &fp)
+			status, body, replayed := s.storeTransaction(ctx, raw, key, &fp)
 			if status == http.StatusCreated {
 				s.idem.finish(e, status, body)
 			} else {
 				s.idem.abandon(e)
 			}
-			if replayed {
-				w.Header().Set("Idempotent-Replayed", "true")
-			}
-			writeRaw(w, status, body)
-			return
+			return status, body, replayed
 		}
 		select {
 		case <-e.done:
-		case <-r.Context().Done():
-			writeError(w, http.StatusServiceUnavailable, "cancelled", "the request ended while the first one with this Idempotency-Key was in progress")
-			return
+		case <-ctx.Done():
+			return http.StatusServiceUnavailable, mustJSON(errorBody("cancelled", "the request ended while the first one with this Idempotency-Key was in progress")), false
 		}
 		if !e.ok {
 			continue // the first attempt failed; this one tries again
 		}
 		if e.fingerprint != fp {
-			writeError(w, http.StatusUnprocessableEntity, "idempotency_key_reused", "this Idempotency-Key was used with a different body")
-			return
+			return http.StatusUnprocessableEntity, mustJSON(errorBody("idempotency_key_reused", "this Idempotency-Key was used with a different body")), false
 		}
-		w.Header().Set("Idempotent-Replayed", "true")
-		writeRaw(w, e.status, e.body)
-		return
+		return e.status, e.body, true
 	}
 }
 
@@ -284,7 +283,7 @@ const idemMetaVersion = 1
 // has not seen the key's transaction id; if it has, nothing is stored and
 // the first response is rebuilt (replayed true), or 422 when the first
 // body was different.
-func (s *Server) storeTransaction(r *http.Request, raw []byte, key string, fp *[32]byte) (status int, resp []byte, replayed bool) {
+func (s *Server) storeTransaction(ctx context.Context, raw []byte, key string, fp *[32]byte) (status int, resp []byte, replayed bool) {
 	var req TransactionRequest
 	if !decodeTransactionFast(raw, &req) {
 		slow := new(TransactionRequest) // a separate variable keeps req off the heap
@@ -332,7 +331,7 @@ func (s *Server) storeTransaction(r *http.Request, raw []byte, key string, fp *[
 		meta[0] = idemMetaVersion
 		copy(meta[1:], fp[:16])
 		var prior []byte
-		seq, prior, err = once.AppendOnce(r.Context(), rec, idSum[:], meta[:])
+		seq, prior, err = once.AppendOnce(ctx, rec, idSum[:], meta[:])
 		if err == nil && prior != nil {
 			if !bytes.Equal(prior, meta[:]) {
 				return http.StatusUnprocessableEntity, mustJSON(errorBody("idempotency_key_reused", "this Idempotency-Key was used with a different body")), false
@@ -340,7 +339,7 @@ func (s *Server) storeTransaction(r *http.Request, raw []byte, key string, fp *[
 			replayed = true
 		}
 	} else {
-		seq, err = s.o.Outbox.Append(r.Context(), rec)
+		seq, err = s.o.Outbox.Append(ctx, rec)
 	}
 	if err != nil {
 		s.log.Error("transaction not stored", "err", err)
