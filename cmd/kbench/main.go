@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"runtime/trace"
 	"strings"
 	"syscall"
 	"time"
@@ -84,6 +85,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	cold := fs.Bool("cold", false, "drop the page cache before the sync drain (needs root)")
 	dir := fs.String("dir", "", "base directory for temporary files (default the system temp dir)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	traceOut := fs.String("trace", "", "write an execution trace of the whole run to this file (go tool trace)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -114,6 +116,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if *traceOut != "" {
+		f, err := os.Create(*traceOut)
+		if err != nil {
+			fmt.Fprintf(stderr, "kbench: %v\n", err)
+			return 1
+		}
+		defer f.Close()
+		if err := trace.Start(f); err != nil {
+			fmt.Fprintf(stderr, "kbench: %v\n", err)
+			return 1
+		}
+		defer trace.Stop()
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
