@@ -4,7 +4,8 @@
 //
 // Usage:
 //
-//	go run ./cmd/kbench [-suite outbox|sync|kiosk|gate|all] [-json] [-quick] [-n records] [-cold] [-dir path]
+//	go run ./cmd/kbench [-suite outbox|sync|kiosk|gate|footprint|fleet|all] [-json] [-quick] [-n records] [-cold] [-dir path]
+//	                    [-cpuprofile file] [-trace file]
 //
 // Each suite returns rows of (suite, name, value, unit, baseline, ratio),
 // where ratio = value / baseline. With -json, stdout carries one JSON
@@ -15,6 +16,9 @@
 // the latency from a Wiegand frame's last edge to the relay, against the
 // frame's own wire time, and the allowlist's lookup, snapshot and delta
 // times (100,000 entries and 1,000 swipes with -quick).
+//
+// -cpuprofile and -trace cover the whole run (go tool pprof, go tool
+// trace); run one suite to see where its time goes.
 //
 // Suites are the explicit list in suites(); adding one means writing a
 // function of type suiteFunc and adding a line there.

@@ -46,7 +46,8 @@ func kioskSizesFor(cfg Config) kioskSizes {
 // kioskSuite measures the kiosk's local API (issue 5 part 5, "kiosk"):
 //
 //   - kiosk/transactions: 201s per second from POST /v1/transactions over
-//     real HTTP on loopback (the agent's net/http server), 32 keep-alive
+//     real HTTP on loopback (the agent's local API server: its transaction
+//     fast path, net/http for everything else), 32 keep-alive
 //     clients in the same process (a minimal HTTP/1.1 client, like wrk's:
 //     both share the machine's cores), each body carrying a credential (so
 //     the keyed hash runs) and a unique Idempotency-Key, the server backed
