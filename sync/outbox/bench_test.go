@@ -148,19 +148,23 @@ func BenchmarkDrain(b *testing.B) {
 	}
 }
 
-// BenchmarkAppendOnce: 32 producers of 300-byte records with unique
-// 16-byte keys (as localapi's); baseline the same producers calling
-// Append on another outbox in the same run. In "full" the index is
+// BenchmarkAppendOnce: producers of 300-byte records with unique 16-byte
+// keys (as localapi's) and 17-byte metas; baseline the same producers
+// calling Append on another outbox in the same run. In "full" the index is
 // prefilled to its maximum (IdemEntries 2,000), so every commit also
-// prunes; in "growing" it never reaches the maximum.
+// prunes; in "growing" it never reaches the maximum. The "g18" runs use 18
+// producers, the group size the kiosk's HTTP API commits. Besides the
+// rates it reports bbolt page writes per commit (TxStats) for both.
 func BenchmarkAppendOnce(b *testing.B) {
-	b.Run("growing", func(b *testing.B) { benchAppendOnce(b, DefaultIdemEntries, 0) })
-	b.Run("full", func(b *testing.B) { benchAppendOnce(b, 2000, 2000) })
+	b.Run("growing", func(b *testing.B) { benchAppendOnce(b, 32, DefaultIdemEntries, 0) })
+	b.Run("full", func(b *testing.B) { benchAppendOnce(b, 32, 2000, 2000) })
+	b.Run("g18-growing", func(b *testing.B) { benchAppendOnce(b, 18, DefaultIdemEntries, 0) })
+	b.Run("g18-full", func(b *testing.B) { benchAppendOnce(b, 18, 2000, 2000) })
 }
 
-func benchAppendOnce(b *testing.B, maxEntries, prefill int) {
-	const producers = 32
-	rate := func(keyed bool) float64 {
+func benchAppendOnce(b *testing.B, producers, maxEntries, prefill int) {
+	type result struct{ rate, pages, recs, us float64 }
+	run := func(keyed bool) result {
 		o, err := Open(Options{Path: filepath.Join(b.TempDir(), "o.db"), IdemEntries: maxEntries})
 		if err != nil {
 			b.Fatal(err)
@@ -181,6 +185,8 @@ func benchAppendOnce(b *testing.B, maxEntries, prefill int) {
 				}
 			}
 		}
+		writes0, st0 := pageWrites(o), o.Stats()
+		commits0 := st0.Commits
 		var next atomic.Int64
 		var wg sync.WaitGroup
 		start := time.Now()
@@ -201,12 +207,32 @@ func benchAppendOnce(b *testing.B, maxEntries, prefill int) {
 			})
 		}
 		wg.Wait()
-		return float64(b.N) / time.Since(start).Seconds()
+		el := time.Since(start)
+		st := o.Stats()
+		commits := float64(max(st.Commits-commits0, 1))
+		return result{
+			rate:  float64(b.N) / el.Seconds(),
+			pages: float64(pageWrites(o)-writes0) / commits,
+			recs:  float64(b.N) / commits,
+			us:    float64((st.CommitTime - st0.CommitTime).Microseconds()) / commits,
+		}
 	}
 	b.ResetTimer()
-	plain := rate(false)
-	keyed := rate(true)
-	b.ReportMetric(keyed, "rec/s")
-	b.ReportMetric(plain, "baseline_rec/s")
-	b.ReportMetric(keyed/plain, "x_baseline")
+	plain := run(false)
+	keyed := run(true)
+	b.ReportMetric(keyed.rate, "rec/s")
+	b.ReportMetric(plain.rate, "baseline_rec/s")
+	b.ReportMetric(keyed.rate/plain.rate, "x_baseline")
+	b.ReportMetric(keyed.pages, "pages/commit")
+	b.ReportMetric(plain.pages, "baseline_pages/commit")
+	b.ReportMetric(keyed.us, "us/commit")
+	b.ReportMetric(plain.us, "baseline_us/commit")
+	b.ReportMetric(keyed.recs, "rec/commit")
+	b.ReportMetric(plain.recs, "baseline_rec/commit")
+}
+
+// pageWrites is the number of pages bbolt wrote since o's file was opened.
+func pageWrites(o *Outbox) int64 {
+	st := o.db.Stats()
+	return st.TxStats.GetWrite()
 }

@@ -236,13 +236,11 @@ func (o *Outbox) appendValues(group []*request) (gen uint64, err error) {
 			}
 			stored++
 			if r.key != nil {
-				if err := it.put(r.key, r.seq, r.meta); err != nil {
-					return err
-				}
+				it.put(r.key, r.seq, r.meta)
 			}
 		}
 		if it != nil {
-			if err := it.prune(o.opts.IdemEntries); err != nil {
+			if err := it.finish(o.opts.IdemEntries); err != nil {
 				return err
 			}
 		}

@@ -2,10 +2,13 @@ package outbox
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -291,8 +294,14 @@ func TestAppendOnceDamagedFile(t *testing.T) {
 		damage func(tx *bolt.Tx) error
 	}{
 		{"index entry", func(tx *bolt.Tx) error {
-			k, _ := tx.Bucket(idemBucket).Cursor().First()
-			return tx.Bucket(idemBucket).Put(append([]byte(nil), k...), []byte("bad"))
+			b := tx.Bucket(idemTailBucket) // ten small packs: all in the tail
+			k, _ := b.Cursor().First()
+			return b.Put(append([]byte(nil), k...), []byte("bad"))
+		}},
+		{"pack", func(tx *bolt.Tx) error {
+			b := tx.Bucket(idemTailBucket)
+			k, v := b.Cursor().Last()
+			return b.Put(append([]byte(nil), k...), append(append([]byte(nil), v...), 3, 'k'))
 		}},
 		{"segment stats", func(tx *bolt.Tx) error { return tx.Bucket(metaBucket).Put(segStatsKey(0), []byte("bad")) }},
 	} {
@@ -331,4 +340,452 @@ func TestAppendOnceDamagedFile(t *testing.T) {
 			}
 		})
 	}
+}
+
+// commitKeys commits one group of AppendOnce requests, key i with meta
+// "<key>#<i>", through the committer's own path (the committer is idle:
+// the test makes no other appends meanwhile), so a group's keys land in
+// one pack deterministically.
+func commitKeys(t testing.TB, o *Outbox, keys ...string) []*request {
+	t.Helper()
+	group := make([]*request, len(keys))
+	for i, k := range keys {
+		val, err := wire.MarshalRecord(keyRec(k))
+		if err != nil {
+			t.Fatal(err)
+		}
+		group[i] = &request{val: val, cls: wire.ClassCritical, key: []byte(k),
+			meta: fmt.Appendf(nil, "%s#%d", k, i), done: make(chan struct{}, 1)}
+	}
+	o.commitGroup(group)
+	for _, r := range group {
+		<-r.done
+		if r.err != nil {
+			t.Fatalf("commit of %v: %v", keys, r.err)
+		}
+	}
+	return group
+}
+
+// idemFile lists the index entries of o's file per bucket (keys in
+// order), and the keys each bucket's entries name.
+func idemFile(t testing.TB, o *Outbox) (entries map[string][][2]string, keys map[string][]string) {
+	t.Helper()
+	entries, keys = map[string][][2]string{}, map[string][]string{}
+	err := o.db.View(func(tx *bolt.Tx) error {
+		for _, name := range [][]byte{idemBucket, idemTailBucket} {
+			b := tx.Bucket(name)
+			if b == nil {
+				continue
+			}
+			err := b.ForEach(func(k, v []byte) error {
+				entries[string(name)] = append(entries[string(name)], [2]string{string(k), string(v)})
+				return scanEntry(k, v, func(key []byte, _ idemEnt, _ []byte) bool {
+					keys[string(name)] = append(keys[string(name)], string(key))
+					return true
+				})
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return entries, keys
+}
+
+// TestAppendOncePack: a group's keys are stored in one pack, a key twice
+// in the group once (the second request sees the first's sequence and
+// meta), also after Close and Open.
+func TestAppendOncePack(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	o := openT(t, dir, 0)
+	g := commitKeys(t, o, "a", "b", "a", "c")
+	if g[0].prior != nil || g[1].prior != nil || g[3].prior != nil {
+		t.Fatal("a new key returned a prior")
+	}
+	if g[2].seq != g[0].seq || string(g[2].prior) != "a#0" {
+		t.Fatalf("second a in the group: seq %d prior %q, want %d %q", g[2].seq, g[2].prior, g[0].seq, "a#0")
+	}
+	if g[1].seq != g[0].seq+1 || g[3].seq != g[0].seq+2 {
+		t.Fatalf("sequences %d %d %d", g[0].seq, g[1].seq, g[3].seq)
+	}
+	ents, keys := idemFile(t, o)
+	if n := len(ents["idem"]) + len(ents["idem.tail"]); n != 1 || len(keys["idem.tail"]) != 3 {
+		t.Fatalf("%d entries, keys %v; want one pack of a, b, c", n, keys)
+	}
+	if err := o.Close(); err != nil {
+		t.Fatal(err)
+	}
+	o = openT(t, dir, 0)
+	defer o.Close()
+	if n := o.IdemEntries(); n != 3 {
+		t.Fatalf("IdemEntries %d after reopen, want 3", n)
+	}
+	g2 := commitKeys(t, o, "c", "a", "b", "d")
+	for i, want := range []*request{g[3], g[0], g[1]} {
+		if g2[i].seq != want.seq || string(g2[i].prior) != string(want.meta) {
+			t.Fatalf("%s after reopen: seq %d prior %q, want %d %q", g2[i].key, g2[i].seq, g2[i].prior, want.seq, want.meta)
+		}
+	}
+	if g2[3].prior != nil || o.IdemEntries() != 4 {
+		t.Fatalf("d: prior %q, %d entries", g2[3].prior, o.IdemEntries())
+	}
+	if got := perKey(t, o); len(got) != 4 || got["a"] != 1 || got["d"] != 1 {
+		t.Fatalf("records per key: %v", got)
+	}
+}
+
+// TestAppendOnceOldLayout: a file whose index holds single entries (the
+// layout before packs) opens with its keys, replays them, and prunes them
+// oldest first together with the packs written since, also across a
+// reopen of the mixed file.
+func TestAppendOnceOldLayout(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "o.db")
+	t0 := time.Unix(1_800_000_000, 0)
+	clk := &fakeClock{t: t0}
+	opts := Options{Path: path, IdemTTL: time.Hour, IdemEntries: 4, Now: clk.Now}
+	o, err := Open(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seqs []uint64
+	for i := range 3 {
+		s, err := o.Append(bg, keyRec(fmt.Sprintf("old%d", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		seqs = append(seqs, s)
+	}
+	if err := o.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The index as the previous version wrote it: key = stored-at + key,
+	// value = 0xA1, sequence, meta.
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucket([]byte("idem"))
+		if err != nil {
+			return err
+		}
+		for i, s := range seqs {
+			k := binary.BigEndian.AppendUint64(nil, uint64(t0.Add(time.Duration(i)*time.Second).UnixNano()))
+			v := binary.BigEndian.AppendUint64([]byte{0xA1}, s)
+			if err := b.Put(fmt.Appendf(k, "old%d", i), fmt.Appendf(v, "meta%d", i)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	clk.Add(30 * time.Minute)
+	if o, err = Open(opts); err != nil {
+		t.Fatal(err)
+	}
+	if st := o.Stats(); st.Corruptions != 0 || o.IdemEntries() != 3 {
+		t.Fatalf("old file: %d entries, %+v", o.IdemEntries(), st)
+	}
+	if s, p := appendOnce(t, o, "old1", "x"); s != seqs[1] || string(p) != "meta1" {
+		t.Fatalf("old1: seq %d prior %q, want %d meta1", s, p, seqs[1])
+	}
+	// Two new keys: five in all, over the maximum of 4, so the oldest
+	// (old0) goes.
+	g := commitKeys(t, o, "n0", "n1")
+	if n := o.IdemEntries(); n != 4 {
+		t.Fatalf("%d entries, want 4", n)
+	}
+	if _, keys := idemFile(t, o); !slices.Equal(keys["idem"], []string{"old1", "old2"}) {
+		t.Fatalf("single entries left %v, want old1 old2", keys["idem"])
+	}
+	if err := o.Close(); err != nil {
+		t.Fatal(err)
+	}
+	clk.Add(20 * time.Minute)
+	if o, err = Open(opts); err != nil {
+		t.Fatal(err)
+	}
+	defer o.Close()
+	if o.IdemEntries() != 4 {
+		t.Fatalf("mixed file: %d entries, want 4", o.IdemEntries())
+	}
+	for _, c := range []struct {
+		key, meta string
+		seq       uint64
+	}{{"old2", "meta2", seqs[2]}, {"n1", "n1#1", g[1].seq}} {
+		if s, p := appendOnce(t, o, c.key, "x"); s != c.seq || string(p) != c.meta {
+			t.Fatalf("%s in the mixed file: seq %d prior %q, want %d %q", c.key, s, p, c.seq, c.meta)
+		}
+	}
+	// 15 minutes on, the single entries (stored 30 min before the first
+	// Open) have expired and go; the packs (35 min old) stay.
+	clk.Add(15 * time.Minute)
+	if s, p := appendOnce(t, o, "old1", "again"); p != nil || s <= g[1].seq {
+		t.Fatalf("expired old1: seq %d prior %q, want a new record", s, p)
+	}
+	if ents, _ := idemFile(t, o); len(ents["idem"]) != 0 {
+		t.Fatalf("expired single entries left: %d", len(ents["idem"]))
+	}
+	if n := o.IdemEntries(); n != 3 {
+		t.Fatalf("%d entries, want n0 n1 old1", n)
+	}
+}
+
+// TestAppendOnceStoredAgainAfterExpiry: a key found expired is stored
+// again in a newer pack while its old pack stays (pruning is bounded per
+// commit); the newer entry wins, also after Close and Open, whatever
+// order the loader meets them in.
+func TestAppendOnceStoredAgainAfterExpiry(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	clk := &fakeClock{t: time.Unix(1_800_000_000, 0)}
+	opts := Options{Path: filepath.Join(dir, "o.db"), IdemTTL: time.Hour, Now: clk.Now}
+	o, err := Open(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A pack of more keys than the next commit may prune, then last's.
+	var many []string
+	for i := range idemPruneSlack + 36 {
+		many = append(many, fmt.Sprintf("k%d", i))
+	}
+	commitKeys(t, o, many...)
+	const last = "last"
+	commitKeys(t, o, last)
+	clk.Add(time.Hour)
+	g := commitKeys(t, o, last)
+	if g[0].prior != nil {
+		t.Fatalf("expired %s replayed", last)
+	}
+	count := func() int {
+		c := 0
+		_, keys := idemFile(t, o)
+		for _, k := range slices.Concat(keys["idem"], keys["idem.tail"]) {
+			if k == last {
+				c++
+			}
+		}
+		return c
+	}
+	if c := count(); c != 2 {
+		t.Fatalf("%s in %d entries, want its expired one and its new one", last, c)
+	}
+	if err := o.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if o, err = Open(opts); err != nil {
+		t.Fatal(err)
+	}
+	defer o.Close()
+	if s, p := appendOnce(t, o, last, "x"); s != g[0].seq || string(p) != string(g[0].meta) {
+		t.Fatalf("%s after reopen: seq %d prior %q, want the newer %d %q", last, s, p, g[0].seq, g[0].meta)
+	}
+	if got := o.IdemEntries(); got != 1 {
+		t.Fatalf("IdemEntries %d, want 1 (the big pack was pruned)", got)
+	}
+}
+
+// TestLoadIdemNewestWins: loadIdem keeps, for a key in several entries,
+// the one with the highest sequence, whichever bucket or time holds it
+// (a clock set back).
+func TestLoadIdemNewestWins(t *testing.T) {
+	t.Parallel()
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "i.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	pack := func(first uint64, keys ...string) []byte {
+		v := []byte{idemPackVer}
+		for i, k := range keys {
+			v = binary.AppendUvarint(v, uint64(len(k)))
+			v = append(v, k...)
+			v = binary.AppendUvarint(v, uint64(i))
+			v = binary.AppendUvarint(v, 1)
+			v = append(v, 'm')
+		}
+		return v
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucket(idemBucket)
+		if err != nil {
+			return err
+		}
+		tail, err := tx.CreateBucket(idemTailBucket)
+		if err != nil {
+			return err
+		}
+		if err := b.Put(packKey(5, 20), pack(20, "x", "y")); err != nil { // newest x
+			return err
+		}
+		if err := b.Put(timeKey(7, []byte("y")), append(binary.BigEndian.AppendUint64([]byte{idemValVersion}, 30), 'm')); err != nil { // newest y
+			return err
+		}
+		return tail.Put(packKey(9, 10), pack(10, "x", "y", "z"))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := loadIdem(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]idemEnt{"x": {at: 5, seq: 20, pack: 20}, "y": {at: 7, seq: 30}, "z": {at: 9, seq: 12, pack: 10}}
+	if !maps.Equal(m, want) {
+		t.Fatalf("loaded %+v, want %+v", m, want)
+	}
+}
+
+// TestAppendOncePruneAcrossPacks: over IdemEntries, whole packs go,
+// oldest first, down to a little below the maximum; a commit prunes at
+// most idemPruneSlack keys more than it adds.
+func TestAppendOncePruneAcrossPacks(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "o.db")
+	o, err := Open(Options{Path: path, IdemEntries: 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	group := func(g int) []string {
+		var keys []string
+		for i := range 6 {
+			keys = append(keys, fmt.Sprintf("g%d-%d", g, i))
+		}
+		return keys
+	}
+	for g := range 5 {
+		commitKeys(t, o, group(g)...)
+		if n := o.IdemEntries(); n > 20 {
+			t.Fatalf("after group %d: %d entries", g, n)
+		}
+	}
+	// 30 keys, maximum 20: g0 and g1 went whole (the prune goes down to
+	// 20 - 20/8 = 18); g2..g4 stay.
+	want := slices.Concat(group(2), group(3), group(4))
+	_, keys := idemFile(t, o)
+	if got := slices.Concat(keys["idem"], keys["idem.tail"]); !slices.Equal(got, want) {
+		t.Fatalf("keys in the file %v, want %v", got, want)
+	}
+	if n := o.IdemEntries(); n != len(want) {
+		t.Fatalf("IdemEntries %d, want %d", n, len(want))
+	}
+	// 200 keys in single-key packs, then a maximum of 10: each keyed
+	// commit prunes down to 9, at most 1 + idemPruneSlack keys more than
+	// it moved from the tail.
+	if err := o.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if o, err = Open(Options{Path: path, IdemEntries: 1000}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 200 - len(want) {
+		commitKeys(t, o, fmt.Sprintf("s%d", i))
+	}
+	if err := o.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if o, err = Open(Options{Path: path, IdemEntries: 10}); err != nil {
+		t.Fatal(err)
+	}
+	defer o.Close()
+	n := o.IdemEntries()
+	if n != 200 {
+		t.Fatalf("%d entries, want 200", n)
+	}
+	for i := 0; n > 9; i++ {
+		if i == 10 {
+			t.Fatalf("still %d entries after 10 commits", n)
+		}
+		_, keys := idemFile(t, o)
+		tail := len(keys["idem.tail"])
+		commitKeys(t, o, fmt.Sprintf("t%d", i))
+		budget := 1 + idemPruneSlack
+		if _, keys := idemFile(t, o); len(keys["idem.tail"]) == 1 && tail > 0 {
+			budget += tail // the tail was moved
+		}
+		want := max(9, n+1-budget)
+		if n = o.IdemEntries(); n != want {
+			t.Fatalf("commit %d: %d entries, want %d", i, n, want)
+		}
+	}
+}
+
+// TestAppendOnceReclaimKeepsPacks: the file swap after a drained Ack
+// copies the index bucket and the tail entry for entry.
+func TestAppendOnceReclaimKeepsPacks(t *testing.T) {
+	t.Parallel()
+	var logs safeBuf
+	o, err := Open(Options{Path: filepath.Join(t.TempDir(), "o.db"), ReclaimAbove: 1,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Close()
+	var all []*request
+	for g := range 20 {
+		var keys []string
+		for i := range 10 {
+			keys = append(keys, fmt.Sprintf("key-%d-%d", g, i))
+		}
+		all = append(all, commitKeys(t, o, keys...)...)
+	}
+	before, _ := idemFile(t, o)
+	if len(before["idem"]) == 0 || len(before["idem.tail"]) == 0 {
+		t.Fatalf("want packs in both buckets: %d and %d", len(before["idem"]), len(before["idem.tail"]))
+	}
+	if err := o.Ack(o.Stats().NextSeq - 1); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), "file swapped") {
+		t.Fatalf("the ack did not reclaim the file: %s", logs.String())
+	}
+	if after, _ := idemFile(t, o); !maps.EqualFunc(before, after, slices.Equal) {
+		t.Fatal("the index changed in the swap")
+	}
+	for _, r := range all {
+		if s, p := appendOnce(t, o, string(r.key), "x"); s != r.seq || string(p) != string(r.meta) {
+			t.Fatalf("%s after the swap: seq %d prior %q, want %d %q", r.key, s, p, r.seq, r.meta)
+		}
+	}
+}
+
+// FuzzIdemEntry: scanEntry never panics and returns keys and metas within
+// the limits; a pack it accepts re-encodes to the same bytes.
+func FuzzIdemEntry(f *testing.F) {
+	f.Add(packKey(1, 5), []byte{idemPackVer, 1, 'a', 0, 2, 'm', 'x', 2, 'b', 'c', 1, 0})
+	f.Add(timeKey(1, []byte("key")), append(binary.BigEndian.AppendUint64([]byte{idemValVersion}, 9), "meta"...))
+	f.Add(packKey(1, 5), []byte{idemPackVer, 3, 'a'})
+	f.Fuzz(func(t *testing.T, k, v []byte) {
+		var re []byte
+		err := scanEntry(k, v, func(key []byte, e idemEnt, meta []byte) bool {
+			if len(key) == 0 || len(key) > MaxIdemKey || (e.pack != 0 && len(meta) > MaxIdemMeta) {
+				t.Fatalf("key of %d bytes, meta of %d", len(key), len(meta))
+			}
+			if e.pack != 0 {
+				re = binary.AppendUvarint(re, uint64(len(key)))
+				re = append(re, key...)
+				re = binary.AppendUvarint(re, e.seq-e.pack)
+				re = binary.AppendUvarint(re, uint64(len(meta)))
+				re = append(re, meta...)
+			}
+			return true
+		})
+		if err == nil && v[0] == idemPackVer && !bytes.Equal(re, v[1:]) {
+			t.Fatalf("pack %x re-encodes to %x", v[1:], re)
+		}
+	})
 }
