@@ -20,18 +20,19 @@
 // restarts), so every record stored for one key carries the same id. A
 // retry with a key seen in the last IdempotencyTTL returns exactly the
 // first response (201, the first seq and id, "Idempotent-Replayed: true")
-// and stores nothing more; a concurrent request with the same key waits
-// for the first one. The same key with a different body gets 422
+// and stores nothing more; a concurrent request with the same key gets
+// the first one's answer. The same key with a different body gets 422
 // "idempotency_key_reused" and stores nothing. A failed attempt (400,
 // 413, 503) is not remembered: retrying it may succeed.
 //
-// Two layers hold this. In memory, the last IdempotencyEntries keys and
-// their responses (and the in-flight attempts). Durably, when
-// Options.Outbox is an OnceAppender (sync/outbox is; cmd wires it): the
-// outbox stores the record only if the transaction id is new, in the
-// record's own transaction, and keeps the id's 16 bytes with the seq and
-// a version byte and 16 bytes of the request body's SHA-256 for
-// IdempotencyTTL, at most 100,000 ids (the outbox's defaults). That makes it hold across restarts and crashes: if
+// When Options.Outbox is an OnceAppender (sync/outbox is; cmd wires it),
+// its durable index alone holds this: the outbox stores the record only if
+// the transaction id is new, in the record's own transaction (its
+// committer serialises concurrent requests with one key), and keeps the
+// id's 16 bytes with the seq and a version byte and 16 bytes of the
+// request body's SHA-256 for IdempotencyTTL, at most 100,000 ids (the
+// outbox's defaults); a replay is rebuilt from the first seq and id. That
+// makes it hold across restarts and crashes: if
 // the agent dies after the record was committed but before the client saw
 // the 201, or the client retries after a restart, the retry gets the first
 // seq and id and no second record is stored. The raw key never reaches the
@@ -44,7 +45,10 @@
 // record), its index goes with it. With an Outbox that is not an
 // OnceAppender the guarantee holds only within one process. In those
 // cases the duplicates are identical in id, so a consumer deduplicating
-// transactions by id still sees one.
+// transactions by id still sees one. Without an OnceAppender an in-memory
+// cache takes the index's place: the last IdempotencyEntries keys and their
+// responses, and the attempts in flight (a concurrent request with the
+// same key waits for the first).
 //
 // # The transaction fast path
 //

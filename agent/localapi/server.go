@@ -78,9 +78,10 @@ type Server struct {
 	o      Options
 	ln     net.Listener
 	mux    *http.ServeMux
-	routes []string // "METHOD /path", for the OpenAPI test
-	idem   *idemCache
-	idMACs sync.Pool // of hash.Hash: HMAC-SHA256 under IDSecret, for transactionID
+	routes []string     // "METHOD /path", for the OpenAPI test
+	idem   *idemCache   // Idempotency-Keys when the outbox is not a OnceAppender
+	once   OnceAppender // the outbox, when it is one
+	idMACs sync.Pool    // of hash.Hash: HMAC-SHA256 under IDSecret, for transactionID
 	events *Broadcaster
 	log    *slog.Logger
 
@@ -122,6 +123,7 @@ func New(o Options) (*Server, error) {
 	}
 	s := &Server{o: o, idem: newIdemCache(IdempotencyEntries, IdempotencyTTL, o.Now),
 		log: o.Logger.With("component", "localapi"), wsConns: map[net.Conn]struct{}{}}
+	s.once, _ = o.Outbox.(OnceAppender)
 	s.events = o.Events
 	if s.events == nil {
 		s.events = NewBroadcaster()

@@ -238,6 +238,12 @@ func (s *Server) transact(ctx context.Context, raw []byte, key string) (status i
 		return s.storeTransaction(ctx, raw, "", nil)
 	}
 	fp := sha256.Sum256(raw)
+	if s.once != nil {
+		// The outbox's index decides, in the record's own transaction:
+		// concurrent requests with one key are serialised by its
+		// committer, and a replay is rebuilt from the first seq and id.
+		return s.storeTransaction(ctx, raw, key, &fp)
+	}
 	for {
 		e, owner := s.idem.begin(key, fp)
 		if owner {
@@ -324,14 +330,14 @@ func (s *Server) storeTransaction(ctx context.Context, raw []byte, key string, f
 	}
 	rec := wire.Record{Kind: KindTransaction, Class: wire.ClassCritical, Time: end, Body: body}
 	var seq uint64
-	if once, ok := s.o.Outbox.(OnceAppender); ok && key != "" {
+	if s.once != nil && key != "" {
 		// Small entries keep the index cheap: the id's 16 bytes (already
 		// a keyed hash of the key) and 16 bytes of the body's SHA-256.
 		var meta [1 + 16]byte
 		meta[0] = idemMetaVersion
 		copy(meta[1:], fp[:16])
 		var prior []byte
-		seq, prior, err = once.AppendOnce(ctx, rec, idSum[:], meta[:])
+		seq, prior, err = s.once.AppendOnce(ctx, rec, idSum[:], meta[:])
 		if err == nil && prior != nil {
 			if !bytes.Equal(prior, meta[:]) {
 				return http.StatusUnprocessableEntity, mustJSON(errorBody("idempotency_key_reused", "this Idempotency-Key was used with a different body")), false
