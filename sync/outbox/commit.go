@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"runtime"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -163,6 +164,13 @@ func (o *Outbox) commitGroup(group []*request) {
 		}
 		r.done <- struct{}{}
 	}
+	// The producers just answered are queued on this goroutine's P. Let
+	// them run before the next commit: its fdatasyncs keep the P (until
+	// the runtime's monitor takes it back) and would hold them behind it.
+	// Measured with kbench kiosk (runtime trace): the answered handlers
+	// waited 117 µs on average before running without this, 105 µs with
+	// it; throughput +1-4 %, inside the run-to-run spread.
+	runtime.Gosched()
 	if err == nil {
 		select {
 		case o.notify <- struct{}{}:
