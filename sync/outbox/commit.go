@@ -15,6 +15,11 @@ import (
 
 func beUint64(b []byte) uint64 { return binary.BigEndian.Uint64(b) }
 
+// DefaultLinger is Options.Linger's default: the longest a commit waits
+// for the producers the previous one released. It only delays a group
+// smaller than the previous one, so a lone Append never waits.
+const DefaultLinger = 2 * time.Millisecond
+
 // committer gathers concurrent Appends into groups and commits each group
 // in one transaction. A group starts with everything handed over while
 // the previous commit ran (up to Options.MaxGroup records and half the
@@ -24,9 +29,16 @@ func beUint64(b []byte) uint64 { return binary.BigEndian.Uint64(b) }
 // fsyncs.
 //
 // Measured with the kiosk's 32 HTTP clients on 2 cores (kbench kiosk), a
-// commit costs about the same for 10 records as for 16 (two fdatasyncs
+// commit costs about the same for 10 records as for 30 (two fdatasyncs
 // dominate), and committing whatever waits at once gave smaller groups and
 // fewer records per second than lingering for the previous group's size.
+// How long to linger decides the rhythm: with 400 µs the clients split into
+// two halves, one making its HTTP round trip while the other's commit ran,
+// and that round trip, on the one core the commit left free (its
+// fdatasyncs keep their P), outlasted the commit, so the committer still
+// waited about 30 % of the time; with DefaultLinger all the released
+// clients come back into the next group: half the commits, 29-30 records
+// each, +6 % records per second (median of six interleaved runs).
 func (o *Outbox) committer() {
 	defer o.wg.Done()
 	g := &gatherer{group: make([]*request, 0, o.opts.MaxGroup), maxBytes: -1}

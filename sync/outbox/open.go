@@ -43,7 +43,7 @@ func Open(opts Options) (*Outbox, error) {
 		opts.MaxGroup = 1024
 	}
 	if opts.Linger <= 0 {
-		opts.Linger = 400 * time.Microsecond
+		opts.Linger = DefaultLinger
 	}
 	if opts.ReclaimAbove == 0 {
 		opts.ReclaimAbove = 64 << 20

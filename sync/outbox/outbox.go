@@ -50,7 +50,7 @@ type Options struct {
 	// MaxGroup is the maximum number of records per commit (default 1024).
 	MaxGroup int
 	// Linger is how long the committer waits for a group as large as the
-	// previous one before committing what it has (default 400µs).
+	// previous one before committing what it has (default DefaultLinger).
 	Linger time.Duration
 	// ReclaimAbove: when an Ack drains the outbox and the file is larger
 	// than this, the file is swapped for a fresh one (default 64 MiB;
