@@ -389,7 +389,7 @@ func (s *Server) fastConn(ctx context.Context, c net.Conn, h *handoff, conns *fa
 	}
 	br := bufio.NewReaderSize(c, fastBufSize)
 	token := []byte(s.o.Token)
-	var out []byte
+	var out, raw []byte
 	for {
 		// Wait for a request without a deadline, as net/http does with no
 		// IdleTimeout; shutdown closes an idle connection.
@@ -416,7 +416,12 @@ func (s *Server) fastConn(ctx context.Context, c net.Conn, h *handoff, conns *fa
 			_ = c.Close() // cannot happen: the head is buffered
 			return
 		}
-		raw := make([]byte, req.bodyLen)
+		// The body buffer is the connection's: nothing keeps raw once
+		// transact returned (the record is built from copies).
+		if int64(cap(raw)) < req.bodyLen {
+			raw = make([]byte, req.bodyLen)
+		}
+		raw = raw[:req.bodyLen]
 		if _, err := io.ReadFull(br, raw); err != nil {
 			_ = c.Close() // the client went away mid-body
 			return

@@ -354,3 +354,25 @@ func FuzzParseFastRequest(f *testing.F) {
 		}
 	})
 }
+
+// TestFastPathBodyBufferReuse: a connection's body buffer is reused, so a
+// stored record must not share bytes with the request body: after a
+// shorter second request on the same connection, the first record still
+// carries its own details.
+func TestFastPathBodyBufferReuse(t *testing.T) {
+	t.Parallel()
+	ob := &fakeOutbox{}
+	s := startRaw(t, ob, false)
+	long := strings.Replace(tx, `"pages":2`, `"pages":2,"note":"`+strings.Repeat("a", 300)+`"`, 1)
+	got := exchange(t, s.Addr().String(), rawReq(long, txHead(long)...)+rawReq(tx, txHead(tx)...))
+	if len(got) != 2 || !strings.HasPrefix(got[0], "201|") || !strings.HasPrefix(got[1], "201|") {
+		t.Fatalf("answers %q", got)
+	}
+	recs := ob.records()
+	if len(recs) != 2 {
+		t.Fatalf("%d records", len(recs))
+	}
+	if !bytes.Contains(recs[0].Body, []byte(strings.Repeat("a", 300))) || bytes.Contains(recs[1].Body, []byte("note")) {
+		t.Errorf("records share bytes with the reused body buffer:\n%s\n%s", recs[0].Body, recs[1].Body)
+	}
+}
