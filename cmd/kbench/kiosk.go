@@ -40,7 +40,7 @@ func kioskSizesFor(cfg Config) kioskSizes {
 	if cfg.Quick {
 		return kioskSizes{requests: 20_000, baseRequests: 1_000, limit: 4 * time.Second}
 	}
-	return kioskSizes{requests: 60_000, baseRequests: 3_000, limit: 8 * time.Second}
+	return kioskSizes{requests: 60_000, baseRequests: 6_000, limit: 8 * time.Second}
 }
 
 // kioskSuite measures the kiosk's local API (issue 5 part 5, "kiosk"):
