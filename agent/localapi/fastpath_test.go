@@ -35,15 +35,7 @@ func startRaw(t *testing.T, ob Outbox, plain bool) *Server {
 		t.Fatal(err)
 	}
 	s.plainHTTP = plain
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	run(t, s)
 	return s
 }
 

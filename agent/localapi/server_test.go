@@ -160,6 +160,18 @@ func start(t *testing.T, edit func(*Options)) *rig {
 	}
 	r.srv = s
 	r.url = "http://" + s.Addr().String()
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	run(t, s) // its cleanup runs before Close's
+	return r
+}
+
+// run runs s until the test ends; Run must then return nil.
+func run(t *testing.T, s *Server) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
@@ -168,11 +180,7 @@ func start(t *testing.T, edit func(*Options)) *rig {
 		if err := <-done; err != nil {
 			t.Errorf("Run: %v", err)
 		}
-		if err := s.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
 	})
-	return r
 }
 
 type resp struct {

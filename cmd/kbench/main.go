@@ -104,31 +104,23 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cfg := Config{Quick: *quick, N: *n, Cold: *cold, Dir: *dir, Progress: stderr}
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
+	for _, rec := range []struct {
+		path  string
+		start func(io.Writer) error
+		stop  func()
+	}{
+		{*cpuProfile, pprof.StartCPUProfile, pprof.StopCPUProfile},
+		{*traceOut, trace.Start, trace.Stop},
+	} {
+		if rec.path == "" {
+			continue
+		}
+		stopRec, err := record(rec.path, rec.start, rec.stop)
 		if err != nil {
 			fmt.Fprintf(stderr, "kbench: %v\n", err)
 			return 1
 		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			fmt.Fprintf(stderr, "kbench: %v\n", err)
-			return 1
-		}
-		defer pprof.StopCPUProfile()
-	}
-	if *traceOut != "" {
-		f, err := os.Create(*traceOut)
-		if err != nil {
-			fmt.Fprintf(stderr, "kbench: %v\n", err)
-			return 1
-		}
-		defer f.Close()
-		if err := trace.Start(f); err != nil {
-			fmt.Fprintf(stderr, "kbench: %v\n", err)
-			return 1
-		}
-		defer trace.Stop()
+		defer stopRec()
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -163,4 +155,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	return code
+}
+
+// record starts a whole-run recording (a CPU profile, an execution trace)
+// into a new file at path; the returned func stops it and closes the file.
+func record(path string, start func(io.Writer) error, stop func()) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := start(f); err != nil {
+		_ = f.Close() // the start error is what matters
+		return nil, err
+	}
+	return func() {
+		stop()
+		_ = f.Close() // at exit; nothing to do about a close error
+	}, nil
 }
