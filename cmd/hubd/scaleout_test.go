@@ -31,6 +31,7 @@ import (
 
 	"github.com/kioskedge/kioskedge/sync/outbox"
 	"github.com/kioskedge/kioskedge/sync/uplink"
+	"github.com/kioskedge/kioskedge/sync/uplink/uplinktest"
 	"github.com/kioskedge/kioskedge/sync/wire"
 	"github.com/kioskedge/kioskedge/testhw/broker"
 	"github.com/kioskedge/kioskedge/testhw/pgtest"
@@ -181,7 +182,12 @@ func startScaleAgent(t *testing.T, url, id string) *scaleAgent {
 	if err != nil {
 		t.Fatal(err)
 	}
-	u, err := uplink.New(uplink.Options{
+	t.Cleanup(func() {
+		if err := ob.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	u := uplinktest.Run(t, uplink.Options{
 		Session: uplink.SessionOptions{Broker: url, AllowPlaintext: true,
 			Backoff: uplink.Backoff{Min: 20 * time.Millisecond, Max: 200 * time.Millisecond, StableAfter: time.Second}},
 		Root: scaleOutRoot, Agent: id, BootID: "boot-" + id, Version: "scaleout",
@@ -191,21 +197,6 @@ func startScaleAgent(t *testing.T, url, id string) *scaleAgent {
 		BatchRecords: 25, Window: 4, AckTimeout: 2 * time.Second, HealthInterval: time.Hour,
 		BdSeqPath: filepath.Join(dir, "bdseq"),
 	}, ob)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- u.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-		if err := ob.Close(); err != nil {
-			t.Error(err)
-		}
-	})
 	return &scaleAgent{id: id, ob: ob, u: u}
 }
 

@@ -10,6 +10,7 @@ import (
 	"github.com/kioskedge/kioskedge/sync/hubpg"
 	"github.com/kioskedge/kioskedge/sync/outbox"
 	"github.com/kioskedge/kioskedge/sync/uplink"
+	"github.com/kioskedge/kioskedge/sync/uplink/uplinktest"
 	"github.com/kioskedge/kioskedge/sync/wire"
 	"github.com/kioskedge/kioskedge/testhw/broker"
 	"github.com/kioskedge/kioskedge/testhw/pgtest"
@@ -48,29 +49,19 @@ func startUplinkAgent(t *testing.T, url, id string, batchRecords int, fill func(
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() {
+		if err := ob.Close(); err != nil {
+			t.Error(err)
+		}
+	})
 	a := &outboxAgent{id: id, ob: ob}
 	fill(a)
-	u, err := uplink.New(uplink.Options{
+	uplinktest.Run(t, uplink.Options{
 		Session: uplink.SessionOptions{Broker: url, AllowPlaintext: true, Backoff: fast},
 		Root:    root, Agent: id, BootID: "boot-" + id, Version: "test",
 		BatchRecords: batchRecords, Window: 4, AckTimeout: 3 * time.Second, HealthInterval: time.Hour,
 		BdSeqPath: filepath.Join(dir, "bdseq"),
 	}, ob)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- u.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-		if err := ob.Close(); err != nil {
-			t.Error(err)
-		}
-	})
 	return a
 }
 
