@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -72,20 +71,17 @@ func mustApply(t *testing.T, s *Store, w Write) Result {
 	return res
 }
 
+// TestApplyReopen covers what the shared contract (contract_test.go, the
+// same reopen case over Apply) does not: status and health written through
+// PutStatus and PutHealth survive a reopen, Apply after Close is ErrClosed,
+// and Get finds each record or says ErrNotFound.
 func TestApplyReopen(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "hub.db")
 	s, err := Open(path, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	res := mustApply(t, s, Write{Batches: []Ingested{batch(t, "a1", 1, 10), batch(t, "a2", 1, 5), batch(t, "a1", 11, 20)}})
-	if res.Stored != 25 || res.Duplicates != 0 {
-		t.Fatalf("result %+v", res)
-	}
-	wantAcks := []wire.Ack{{Agent: "a1", Through: 20}, {Agent: "a2", Through: 5}}
-	if !slices.Equal(res.Acks, wantAcks) {
-		t.Fatalf("acks %v, want %v", res.Acks, wantAcks)
-	}
+	mustApply(t, s, Write{Batches: []Ingested{batch(t, "a1", 1, 10), batch(t, "a2", 1, 5), batch(t, "a1", 11, 20)}})
 	birth := []byte(`{"state":"online","agent":"a1","bdseq":3}`)
 	if ok, err := s.PutStatus(wire.Status{State: wire.StateOnline, Agent: "a1", BdSeq: 3}, birth); !ok || err != nil {
 		t.Fatalf("status: %v %v", ok, err)
@@ -96,17 +92,13 @@ func TestApplyReopen(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Close(); err != nil {
-		t.Fatalf("second close: %v", err)
-	}
 	if _, err := s.Apply(Write{Batches: []Ingested{batch(t, "a1", 21, 21)}}); !errors.Is(err, ErrClosed) {
 		t.Fatalf("apply after close: %v", err)
 	}
 
 	s = open(t, path)
 	a1, ok := s.AgentState("a1")
-	if !ok || a1.Received != 20 || a1.Contiguous != 20 || a1.Highest != 20 || a1.Missing != nil ||
-		!a1.Online || a1.BdSeq != 3 || string(a1.Birth) != string(birth) || string(a1.Status) != string(birth) {
+	if !ok || a1.Received != 20 || !a1.Online || a1.BdSeq != 3 || string(a1.Birth) != string(birth) || string(a1.Status) != string(birth) {
 		t.Fatalf("a1 after reopen: %+v", a1)
 	}
 	a2, ok := s.AgentState("a2")
@@ -124,19 +116,6 @@ func TestApplyReopen(t *testing.T) {
 	}
 	if _, err := s.Get("nobody", 1); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("Get unknown agent: %v", err)
-	}
-	var seqs []uint64
-	if err := s.ForEach("a1", 15, func(seq uint64, _ []byte) error { seqs = append(seqs, seq); return nil }); err != nil {
-		t.Fatal(err)
-	}
-	if !slices.Equal(seqs, []uint64{15, 16, 17, 18, 19, 20}) {
-		t.Fatalf("ForEach from 15: %v", seqs)
-	}
-	if ids := s.Agents(); len(ids) != 2 || ids[0].ID != "a1" || ids[1].ID != "a2" {
-		t.Fatalf("agents %+v", ids)
-	}
-	if _, ok := s.AgentState("nobody"); ok {
-		t.Fatal("unknown agent found")
 	}
 }
 
