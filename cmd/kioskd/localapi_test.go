@@ -173,16 +173,49 @@ func checkOncePerKey(t *testing.T, h *hubtest.Hub, agent string, answers []creat
 	}
 }
 
-func TestDaemonSIGKILLAfter201KeepsEveryTransaction(t *testing.T) {
-	t.Parallel()
+// offlineKiosk is kioskd as a kiosk whose hub is down: nothing leaves the
+// box before a kill, so only the outbox can carry what was answered.
+type offlineKiosk struct {
+	h                    *hubtest.Hub
+	id, cfg, addr, token string
+	d                    *daemon
+}
+
+func startOfflineKiosk(t *testing.T, id string) *offlineKiosk {
+	t.Helper()
 	b := broker.ForTest(t, broker.Options{Kind: broker.Mochi})
 	h := hubtest.Start(t, b.URL(), hubtest.Options{Root: labRoot})
-	h.Stop() // nothing leaves the box before the kill: the outbox alone must carry the 201s
-	const id = "lab-kiosk-11"
+	h.Stop()
 	cfg := writeConfig(t, labConfig(id, b.URL()))
 	d := startDaemon(t, cfg)
-	addr := apiAddr(t, d)
-	token := readToken(t, cfg)
+	return &offlineKiosk{h: h, id: id, cfg: cfg, d: d, addr: apiAddr(t, d), token: readToken(t, cfg)}
+}
+
+// kill SIGKILLs kioskd and fails the test unless it died of it.
+func (k *offlineKiosk) kill(t *testing.T) {
+	t.Helper()
+	k.d.signal(t, syscall.SIGKILL)
+	if ws := k.d.wait(t); !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
+		t.Fatalf("kioskd ended with %v, want SIGKILL", ws)
+	}
+}
+
+// restart brings the hub back, then starts kioskd again. (In the other
+// order the first batches can reach the broker before the restarted hub
+// has subscribed; the agent then resends after its ack timeout, 15 s, which
+// the hub-restart tests in cmd/internal/node cover. Here the point is the
+// SIGKILL, not that wait.)
+func (k *offlineKiosk) restart(t *testing.T) (d *daemon, addr string) {
+	t.Helper()
+	k.h.Restart()
+	d = startDaemon(t, k.cfg)
+	return d, apiAddr(t, d)
+}
+
+func TestDaemonSIGKILLAfter201KeepsEveryTransaction(t *testing.T) {
+	t.Parallel()
+	k := startOfflineKiosk(t, "lab-kiosk-11")
+	addr, token := k.addr, k.token
 
 	const n, workers = 60, 8
 	var mu sync.Mutex
@@ -208,33 +241,24 @@ func TestDaemonSIGKILLAfter201KeepsEveryTransaction(t *testing.T) {
 	}
 	close(jobs)
 	wg.Wait()
-	d.signal(t, syscall.SIGKILL) // right after the last 201
-	if ws := d.wait(t); !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
-		t.Fatalf("kioskd ended with %v, want SIGKILL", ws)
-	}
+	k.kill(t) // right after the last 201
 	if t.Failed() {
 		return
 	}
 
-	// Bring the hub back, then start the agent again: every 201 arrives.
-	// (In the other order the first batches can reach the broker before the
-	// restarted hub has subscribed; the agent then resends after its ack
-	// timeout, 15 s, which the hub-restart tests in cmd/internal/node cover.
-	// Here the point is the SIGKILL, not that wait.)
-	h.Restart()
-	d2 := startDaemon(t, cfg)
-	addr2 := apiAddr(t, d2)
+	// Bring the hub back, then the agent: every 201 arrives.
+	d2, addr2 := k.restart(t)
 	answers := make([]created, n)
 	for i, c := range got {
 		answers[i] = c
 	}
-	checkOncePerKey(t, h, id, answers)
+	checkOncePerKey(t, k.h, k.id, answers)
 	// Every client retries after the restart: each gets its first answer
 	// back from the outbox's idempotency index, and nothing more is stored.
 	if _, replays := retryAll(t, addr2, token, n, got); replays != n {
 		t.Errorf("%d of %d retries were replays", replays, n)
 	}
-	checkOncePerKey(t, h, id, answers)
+	checkOncePerKey(t, k.h, k.id, answers)
 	d2.signal(t, syscall.SIGTERM)
 	d2.wait(t)
 }
@@ -247,14 +271,8 @@ func TestDaemonSIGKILLAfter201KeepsEveryTransaction(t *testing.T) {
 // transaction committed just before the kill is not stored again.
 func TestDaemonSIGKILLMidRequestsRetriesStoreOnce(t *testing.T) {
 	t.Parallel()
-	b := broker.ForTest(t, broker.Options{Kind: broker.Mochi})
-	h := hubtest.Start(t, b.URL(), hubtest.Options{Root: labRoot})
-	h.Stop()
-	const id = "lab-kiosk-12"
-	cfg := writeConfig(t, labConfig(id, b.URL()))
-	d := startDaemon(t, cfg)
-	addr := apiAddr(t, d)
-	token := readToken(t, cfg)
+	k := startOfflineKiosk(t, "lab-kiosk-12")
+	addr, token := k.addr, k.token
 
 	const n, killAfter = 150, 40
 	var mu sync.Mutex
@@ -294,26 +312,22 @@ func TestDaemonSIGKILLMidRequestsRetriesStoreOnce(t *testing.T) {
 	case <-time.After(waitFor):
 		t.Fatal("no 201s before the kill")
 	}
-	d.signal(t, syscall.SIGKILL) // workers are mid-request
-	if ws := d.wait(t); !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
-		t.Fatalf("kioskd ended with %v, want SIGKILL", ws)
-	}
+	k.kill(t) // workers are mid-request
 	wg.Wait()
 	if t.Failed() {
 		return
 	}
 	t.Logf("%d of %d transactions got a 201 before the kill; %d attempts failed with it", len(first), n, unknown)
 
-	h.Restart()
-	d2 := startDaemon(t, cfg)
-	answers, replays := retryAll(t, apiAddr(t, d2), token, n, first)
+	d2, addr2 := k.restart(t)
+	answers, replays := retryAll(t, addr2, token, n, first)
 	if t.Failed() {
 		return
 	}
 	// Replays beyond the 201s seen: transactions committed by the killed
 	// agent whose client never got the answer.
 	t.Logf("after the restart %d retries were replays (%d had a 201 before the kill)", replays, len(first))
-	checkOncePerKey(t, h, id, answers)
+	checkOncePerKey(t, k.h, k.id, answers)
 	d2.signal(t, syscall.SIGTERM)
 	d2.wait(t)
 }
