@@ -14,7 +14,7 @@
 // input's Debounce; it is reported with the time of its first edge, taken
 // from the pin's own edge timestamps when it has them (EdgeStamper).
 // Debounce timers run on an injected Clock, so tests drive them with a
-// fake one (testhw/doorsim.Clock).
+// fake one (testhw/fakeclock.Clock).
 //
 // The door decides nothing: what a request-to-exit, a fire alarm, a
 // forced or held-open door means is the gate's policy.

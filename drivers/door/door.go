@@ -40,7 +40,7 @@ const (
 // Clock is the time source of the debounce timers. AfterFunc runs f in
 // its own goroutine once d has passed and returns a function that cancels
 // it, reporting whether it was still pending (time.AfterFunc(d, f).Stop).
-// testhw/doorsim.Clock is a fake one for tests.
+// testhw/fakeclock.Clock is a fake one for tests.
 type Clock interface {
 	Now() time.Time
 	AfterFunc(d time.Duration, f func()) (stop func() bool)

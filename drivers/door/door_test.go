@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/kioskedge/kioskedge/testhw/doorsim"
+	"github.com/kioskedge/kioskedge/testhw/fakeclock"
 	"github.com/kioskedge/kioskedge/testhw/gpiosim"
 	"periph.io/x/conn/v3/gpio"
 )
@@ -143,7 +144,7 @@ func TestNewValidates(t *testing.T) {
 
 // rig is a door under test over gpiosim lines and a fake clock.
 type rig struct {
-	clk                         *doorsim.Clock
+	clk                         *fakeclock.Clock
 	relay                       *gpiosim.Line
 	contact, exit, fire, tamper *gpiosim.Line
 	d                           *Door
@@ -156,7 +157,7 @@ type rig struct {
 // active-low, tamper active-high; setup may set initial levels before Run.
 func newRig(t *testing.T, fit []InputKind, setup func(*rig)) *rig {
 	t.Helper()
-	clk := doorsim.NewClock(t0)
+	clk := fakeclock.New(t0)
 	r := &rig{
 		clk:     clk,
 		relay:   gpiosim.NewLine("relay", 0, clk.Now),
@@ -342,7 +343,7 @@ type plainPin struct{ gpio.PinIO }
 
 func TestUnstampedPin(t *testing.T) {
 	t.Parallel()
-	clk := doorsim.NewClock(t0)
+	clk := fakeclock.New(t0)
 	line := gpiosim.NewLine("exit", 2, clk.Now)
 	line.Set(gpio.High)
 	d, err := New(Config{Name: "gate-1", Relay: gpiosim.NewLine("relay", 0, nil), Clock: clk, Poll: 5 * time.Millisecond,
@@ -415,7 +416,7 @@ func TestRunInputError(t *testing.T) {
 // Not parallel: it counts goroutines.
 func TestRunStopsCleanly(t *testing.T) {
 	base := runtime.NumGoroutine()
-	clk := doorsim.NewClock(t0)
+	clk := fakeclock.New(t0)
 	sim := doorsim.New(doorsim.Options{Now: clk.Now})
 	d, err := New(Config{Name: "gate-1", Relay: sim.Relay, Clock: clk,
 		Contact: &Input{Pin: sim.Contact}, Exit: &Input{Pin: sim.Exit}, Fire: &Input{Pin: sim.Fire}, Tamper: &Input{Pin: sim.Tamper}})

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/kioskedge/kioskedge/testhw/doorsim"
+	"github.com/kioskedge/kioskedge/testhw/fakeclock"
 	"periph.io/x/conn/v3/gpio"
 )
 
@@ -14,7 +15,7 @@ import (
 // test (exit → release, fire → release).
 func TestDoorOverSimulator(t *testing.T) {
 	t.Parallel()
-	clk := doorsim.NewClock(t0)
+	clk := fakeclock.New(t0)
 	sim := doorsim.New(doorsim.Options{
 		FailSafe: true, RelayActiveLow: true,
 		ExitActiveLow: true, FireActiveLow: true,

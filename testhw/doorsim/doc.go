@@ -11,7 +11,5 @@
 // nobody Closes. The relay's edge log gives the times the lock was driven,
 // for latency measurements.
 //
-// The package also exports Clock, a fake clock (Now, AfterFunc, Advance,
-// AwaitTimer) that satisfies drivers/door.Clock, for the door's and the
-// gate's timer tests.
+// Its timer tests, and the door's and the gate's, use testhw/fakeclock.
 package doorsim

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"periph.io/x/conn/v3/gpio"
+
+	"github.com/kioskedge/kioskedge/testhw/fakeclock"
 )
 
 var t0 = time.Date(2026, 11, 28, 9, 0, 0, 0, time.UTC)
@@ -40,7 +42,7 @@ func TestLockFollowsRelayAndFailMode(t *testing.T) {
 
 func TestPushForceClose(t *testing.T) {
 	t.Parallel()
-	clk := NewClock(t0)
+	clk := fakeclock.New(t0)
 	d := New(Options{ContactActiveLow: true, Now: clk.Now}) // strike: locked while the relay is Low
 	if err := d.Relay.Out(gpio.Low); err != nil {
 		t.Fatal(err)
@@ -85,7 +87,7 @@ func TestPushForceClose(t *testing.T) {
 
 func TestInputsAndBounce(t *testing.T) {
 	t.Parallel()
-	clk := NewClock(t0)
+	clk := fakeclock.New(t0)
 	d := New(Options{ExitActiveLow: true, FireActiveLow: true, Bounces: 2, BounceGap: 2 * time.Millisecond, Now: clk.Now})
 	if d.Exit.Read() != gpio.High || d.Fire.Read() != gpio.High || d.Tamper.Read() != gpio.Low {
 		t.Fatal("inputs not at their inactive levels")

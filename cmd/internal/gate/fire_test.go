@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/kioskedge/kioskedge/testhw/doorsim"
+	"github.com/kioskedge/kioskedge/testhw/fakeclock"
 )
 
 // twoDoors: a fail-safe maglock with the fire alarm input, and a
@@ -40,7 +41,7 @@ const fireLimit = 100 * time.Millisecond
 // clearing the input secures both doors again.
 func TestFireReleasesEveryDoorWithin100ms(t *testing.T) {
 	t.Parallel()
-	clk := doorsim.NewClock(time.Now().Truncate(time.Millisecond))
+	clk := fakeclock.New(time.Now().Truncate(time.Millisecond))
 	a := newAgent(t, deadBrokerURL(t), "gate-fire", `debounce = "20ms"`, twoDoors, clk)
 	east, west := a.hw.Door("east"), a.hw.Door("west")
 	type relay struct {

@@ -57,7 +57,7 @@ type Options struct {
 	Now func() time.Time
 	// Clock drives the doors' debouncing, the gate's pulse and held-open
 	// timers and the readers' gap timers; nil means the system clock.
-	// Tests inject a fake (testhw/doorsim.Clock); its times must be on the
+	// Tests inject a fake (testhw/fakeclock.Clock); its times must be on the
 	// scale the lines stamp their edges with.
 	Clock Clock
 	// OnDecision, when set, is called with every reader's access decision

@@ -28,6 +28,7 @@ import (
 	"github.com/kioskedge/kioskedge/drivers/credential"
 	"github.com/kioskedge/kioskedge/sync/wire"
 	"github.com/kioskedge/kioskedge/testhw/doorsim"
+	"github.com/kioskedge/kioskedge/testhw/fakeclock"
 	"github.com/kioskedge/kioskedge/testhw/gatesim"
 	"github.com/kioskedge/kioskedge/testhw/gpiosim"
 )
@@ -86,8 +87,8 @@ type agent struct {
 	dir   string
 	cfg   config.Config
 	hw    *gatesim.Gate
-	key   []byte         // site key
-	clock *doorsim.Clock // nil: the system clock
+	key   []byte           // site key
+	clock *fakeclock.Clock // nil: the system clock
 	lines map[string]*edgeCounter
 	log   *slog.Logger
 
@@ -102,7 +103,7 @@ type agent struct {
 // newAgent writes the config and a site key to a temp dir and builds the
 // hardware; clock, when not nil, stamps the lines' edges and drives every
 // timer of the agent. Cleanup stops the agent if it runs.
-func newAgent(t *testing.T, brokerURL, id, gateExtra, doors string, clock *doorsim.Clock) *agent {
+func newAgent(t *testing.T, brokerURL, id, gateExtra, doors string, clock *fakeclock.Clock) *agent {
 	t.Helper()
 	dir := t.TempDir()
 	key, err := privacy.NewSiteKey()

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/kioskedge/kioskedge/testhw/broker"
-	"github.com/kioskedge/kioskedge/testhw/doorsim"
+	"github.com/kioskedge/kioskedge/testhw/fakeclock"
 	"github.com/kioskedge/kioskedge/testhw/gpiosim"
 	"github.com/kioskedge/kioskedge/testhw/hubtest"
 )
@@ -68,8 +68,8 @@ func TestOfflineDecisionsMatchOnline(t *testing.T) {
 		}
 
 		hubOn := hubtest.Start(t, online.URL(), hubtest.Options{})
-		on := newAgent(t, online.URL(), "gate-on", `unlock_pulse = "10ms"`, oneDoor, doorsim.NewClock(time.Now().Truncate(time.Millisecond)))
-		off := newAgent(t, offline.URL(), "gate-off", `unlock_pulse = "10ms"`, oneDoor, doorsim.NewClock(time.Now().Truncate(time.Millisecond)))
+		on := newAgent(t, online.URL(), "gate-on", `unlock_pulse = "10ms"`, oneDoor, fakeclock.New(time.Now().Truncate(time.Millisecond)))
+		off := newAgent(t, offline.URL(), "gate-off", `unlock_pulse = "10ms"`, oneDoor, fakeclock.New(time.Now().Truncate(time.Millisecond)))
 		on.start(t)
 		off.start(t)
 		waitUntil(t, "the online agent connected", on.node.Uplink.Session().Connected)

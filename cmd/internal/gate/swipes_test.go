@@ -17,11 +17,11 @@ import (
 	"github.com/kioskedge/kioskedge/drivers/credential"
 	"github.com/kioskedge/kioskedge/drivers/wiegand"
 	"github.com/kioskedge/kioskedge/sync/wire"
-	"github.com/kioskedge/kioskedge/testhw/doorsim"
+	"github.com/kioskedge/kioskedge/testhw/fakeclock"
 )
 
-// fakeGateClock adapts doorsim.Clock to agent/gate's Clock.
-type fakeGateClock struct{ *doorsim.Clock }
+// fakeGateClock adapts fakeclock.Clock to agent/gate's Clock.
+type fakeGateClock struct{ *fakeclock.Clock }
 
 func (c fakeGateClock) AfterFunc(d time.Duration, f func()) agentgate.Timer {
 	return stopper(c.Clock.AfterFunc(d, f))
@@ -99,7 +99,7 @@ func TestHundredThousandSwipesNoWrongGrant(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clk := doorsim.NewClock(base)
+	clk := fakeclock.New(base)
 	relay := &countingDoor{}
 	ob := &countingOutbox{}
 	g, err := agentgate.New(agentgate.Config{Engine: eng, Outbox: ob, Clock: fakeGateClock{clk}, QueueSize: 1 << 14,
@@ -245,7 +245,7 @@ func TestSwipesThroughGPIONoWrongGrant(t *testing.T) {
 	if testing.Short() {
 		n = 300
 	}
-	clk := doorsim.NewClock(time.Now().Truncate(time.Millisecond))
+	clk := fakeclock.New(time.Now().Truncate(time.Millisecond))
 	a := newAgent(t, deadBrokerURL(t), "gate-1", `unlock_pulse = "10ms"`, oneDoor, clk)
 	rng := rand.New(rand.NewPCG(2026, 4))
 	pools := newPools(rng, 1500, 100, 100, 100)

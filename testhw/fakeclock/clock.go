@@ -1,4 +1,10 @@
-package doorsim
+// Package fakeclock is a manual clock for tests of time-driven code: a
+// door's debounce and held-open timers, a gate's unlock pulse, an outbox's
+// idempotency TTL, a reader's inter-character timeout. Time moves only when
+// the test calls Advance or Set. It satisfies drivers/door.Clock (Now and
+// AfterFunc returning a stop function) without importing it, and any
+// option that takes a func() time.Time (pass Clock.Now).
+package fakeclock
 
 import (
 	"slices"
@@ -6,11 +12,8 @@ import (
 	"time"
 )
 
-// Clock is a fake clock for tests of timer-driven code (a door's debounce,
-// a gate's unlock pulse and held-open timers). Time moves only when the
-// test calls Advance or Set. It satisfies drivers/door.Clock (Now and
-// AfterFunc returning a stop function) without importing it.
-// The zero value is not usable; call NewClock. Safe for concurrent use.
+// Clock is a fake clock. The zero value is not usable; call New. Safe for
+// concurrent use.
 type Clock struct {
 	mu      sync.Mutex
 	now     time.Time
@@ -25,8 +28,8 @@ type fakeTimer struct {
 	f   func()
 }
 
-// NewClock returns a clock reading start.
-func NewClock(start time.Time) *Clock {
+// New returns a clock reading start.
+func New(start time.Time) *Clock {
 	return &Clock{now: start, changed: make(chan struct{})}
 }
 

@@ -1,4 +1,4 @@
-package doorsim
+package fakeclock
 
 import (
 	"slices"
@@ -7,9 +7,11 @@ import (
 	"time"
 )
 
+var t0 = time.Date(2026, 11, 28, 9, 0, 0, 0, time.UTC)
+
 func TestClockTimers(t *testing.T) {
 	t.Parallel()
-	c := NewClock(t0)
+	c := New(t0)
 	var mu sync.Mutex
 	var fired []string
 	var at []time.Time
@@ -58,7 +60,7 @@ func TestClockTimers(t *testing.T) {
 
 func TestAwaitTimer(t *testing.T) {
 	t.Parallel()
-	c := NewClock(t0)
+	c := New(t0)
 	due := t0.Add(20 * time.Millisecond)
 	if c.AwaitTimer(due, time.Millisecond) {
 		t.Fatal("found a timer that was never armed")
