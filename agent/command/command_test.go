@@ -16,16 +16,8 @@ import (
 	"github.com/kioskedge/kioskedge/agent/command"
 	"github.com/kioskedge/kioskedge/firmware-specs/commandvectors"
 	"github.com/kioskedge/kioskedge/sync/wire"
+	"github.com/kioskedge/kioskedge/testhw/fakeclock"
 )
-
-// clock is a settable fake clock.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time          { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Advance(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
 
 // door records handler calls.
 type door struct {
@@ -72,7 +64,7 @@ func (o *outbox) Append(_ context.Context, r wire.Record) (uint64, error) {
 
 type env struct {
 	v    commandvectors.Vectors
-	clk  *clock
+	clk  *fakeclock.Clock
 	door *door
 	out  *outbox
 	pubs []wire.CommandResult
@@ -86,7 +78,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{v: v, clk: &clock{t: v.Now}, door: &door{}, out: &outbox{},
+	return &env{v: v, clk: fakeclock.New(v.Now), door: &door{}, out: &outbox{},
 		seen: filepath.Join(t.TempDir(), "seen"), priv: ed25519.NewKeyFromSeed(v.Seed)}
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/kioskedge/kioskedge/drivers/credential"
 	"github.com/kioskedge/kioskedge/drivers/devstatus"
 	"github.com/kioskedge/kioskedge/sync/wire"
+	"github.com/kioskedge/kioskedge/testhw/fakeclock"
 )
 
 // fakeOutbox stores records in memory; fail makes the next Appends fail.
@@ -67,23 +68,10 @@ func (d *fakeDevice) set(f func(*devstatus.Snapshot)) {
 	f(&d.s)
 }
 
-// clock is a manual clock.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
-func newMonitor(t *testing.T) (*Monitor, *fakeOutbox, *clock) {
+func newMonitor(t *testing.T) (*Monitor, *fakeOutbox, *fakeclock.Clock) {
 	t.Helper()
 	ob := &fakeOutbox{}
-	clk := &clock{t: time.Date(2026, 11, 28, 9, 0, 0, 0, time.FixedZone("CST", 8*3600))}
+	clk := fakeclock.New(time.Date(2026, 11, 28, 9, 0, 0, 0, time.FixedZone("CST", 8*3600)))
 	m, err := NewMonitor(Options{Outbox: ob, Now: clk.Now, Grace: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -111,8 +99,8 @@ func TestTransitions(t *testing.T) {
 		want []string
 	}{
 		{"absent within grace: nothing", func() {}, nil},
-		{"absent past grace: down", func() { clk.advance(2 * time.Second) }, []string{KindDown}},
-		{"still down: nothing", func() { clk.advance(time.Second) }, nil},
+		{"absent past grace: down", func() { clk.Advance(2 * time.Second) }, []string{KindDown}},
+		{"still down: nothing", func() { clk.Advance(time.Second) }, nil},
 		{"connected: up", func() { id.set(func(s *devstatus.Snapshot) { s.Connected = true }) }, []string{KindUp}},
 		{"failures mark it down", func() {
 			id.set(func(s *devstatus.Snapshot) { s.Down = true; s.Errors = map[string]uint64{"timeout": 3} })
@@ -177,7 +165,7 @@ func TestAppendFailureRetried(t *testing.T) {
 	m.Add("id-1", "idcard", d)
 	ctx := context.Background()
 	m.Sample(ctx)
-	clk.advance(3 * time.Second)
+	clk.Advance(3 * time.Second)
 	ob.fail = 1
 	if err := m.Sample(ctx); err == nil {
 		t.Fatal("a failed append was not reported")

@@ -15,27 +15,11 @@ import (
 	"github.com/kioskedge/kioskedge/drivers/credential"
 	"github.com/kioskedge/kioskedge/drivers/osdp"
 	"github.com/kioskedge/kioskedge/drivers/serialport"
+	"github.com/kioskedge/kioskedge/testhw/fakeclock"
 	"github.com/kioskedge/kioskedge/testhw/logbuf"
 	"github.com/kioskedge/kioskedge/testhw/osdpsim"
 	"github.com/kioskedge/kioskedge/testhw/pty"
 )
-
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
 
 // rig is simulated PDs on a pty and a CP on its path.
 type rig struct {
@@ -43,7 +27,7 @@ type rig struct {
 	pair   *pty.Pair
 	bus    *osdpsim.Bus
 	cp     *osdp.CP
-	clock  *fakeClock
+	clock  *fakeclock.Clock
 	logs   *logbuf.Buffer
 	creds  chan credential.Credential
 	events chan osdp.Event
@@ -60,7 +44,7 @@ func newRig(t *testing.T, pds []*osdpsim.PD, readers []osdp.ReaderConfig) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := &rig{t: t, pair: pair, bus: osdpsim.NewBus(pds...), clock: &fakeClock{t: time.Unix(1_700_000_000, 0)},
+	g := &rig{t: t, pair: pair, bus: osdpsim.NewBus(pds...), clock: fakeclock.New(time.Unix(1_700_000_000, 0)),
 		logs: &logbuf.Buffer{}, creds: make(chan credential.Credential, 16), events: make(chan osdp.Event, 256), runErr: make(chan error, 1)}
 	g.ctx, g.cancel = context.WithCancel(context.Background())
 	g.wg.Add(1)

@@ -11,27 +11,10 @@ import (
 
 	"github.com/kioskedge/kioskedge/drivers/credential"
 	"github.com/kioskedge/kioskedge/drivers/serialport"
+	"github.com/kioskedge/kioskedge/testhw/fakeclock"
 	"github.com/kioskedge/kioskedge/testhw/pty"
 	"github.com/kioskedge/kioskedge/testhw/qrscansim"
 )
-
-// fakeClock is a settable clock shared by the test and the driver.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
 
 // waitFor polls cond until it holds or the limit passes. The limit is a
 // hang guard, not a speed requirement.
@@ -90,7 +73,7 @@ func TestScannerOverPTY(t *testing.T) {
 	}
 	serve()
 
-	clock := &fakeClock{now: t0}
+	clock := fakeclock.New(t0)
 	scans := make(chan credential.Credential, 16)
 	sc, err := Open(pair.Path(), serialport.Mode{BaudRate: 9600},
 		serialport.ReconnectOptions{MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond, PathCheck: 100 * time.Millisecond},

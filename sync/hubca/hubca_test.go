@@ -22,25 +22,13 @@ import (
 	"github.com/kioskedge/kioskedge/sync/hub"
 	"github.com/kioskedge/kioskedge/sync/hubca"
 	"github.com/kioskedge/kioskedge/sync/wire"
+	"github.com/kioskedge/kioskedge/testhw/fakeclock"
 )
 
-// clock is a settable fake clock.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
-func newCA(t *testing.T) (*hubca.CA, *clock, string) {
+func newCA(t *testing.T) (*hubca.CA, *fakeclock.Clock, string) {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "ca")
-	clk := &clock{t: time.Now()}
+	clk := fakeclock.New(time.Now())
 	if err := hubca.Init(dir, hubca.Options{Now: clk.Now}); err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +160,7 @@ func TestEnrol(t *testing.T) {
 		t.Errorf("issued to box-1: %d, %v", len(is), err)
 	}
 	// Expired.
-	clk.Add(time.Hour)
+	clk.Advance(time.Hour)
 	csr3, _ := newCSR(t, "box-3")
 	if _, err := ca.Enrol(toks[2], "another-request-0006", csr3, "box-3"); !errors.Is(err, hubca.ErrTokenExpired) {
 		t.Errorf("expired token: %v, want ErrTokenExpired", err)

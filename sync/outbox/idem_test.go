@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +17,7 @@ import (
 
 	"github.com/kioskedge/kioskedge/sync/outbox/outboxtest"
 	"github.com/kioskedge/kioskedge/sync/wire"
+	"github.com/kioskedge/kioskedge/testhw/fakeclock"
 )
 
 // keyRec is a record whose body names its idempotency key, so tests can
@@ -40,24 +40,6 @@ func perKey(t testing.TB, o *Outbox) map[string]int {
 		}
 	}
 	return n
-}
-
-// fakeClock is a settable Options.Now.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
 }
 
 func appendOnce(t testing.TB, o *Outbox, key, meta string) (uint64, []byte) {
@@ -131,7 +113,7 @@ func TestAppendOnce(t *testing.T) {
 // the oldest going first.
 func TestAppendOnceTTLAndMax(t *testing.T) {
 	t.Parallel()
-	clk := &fakeClock{t: time.Unix(1_800_000_000, 0)}
+	clk := fakeclock.New(time.Unix(1_800_000_000, 0))
 	o, err := Open(Options{Path: filepath.Join(t.TempDir(), "o.db"), IdemTTL: time.Hour, IdemEntries: 5, Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
@@ -141,7 +123,7 @@ func TestAppendOnceTTLAndMax(t *testing.T) {
 	for i := range 8 {
 		k := fmt.Sprintf("k%d", i)
 		first[k], _ = appendOnce(t, o, k, k)
-		clk.Add(time.Second)
+		clk.Advance(time.Second)
 	}
 	if n := o.IdemEntries(); n != 5 {
 		t.Fatalf("%d entries, want the maximum 5", n)
@@ -158,7 +140,7 @@ func TestAppendOnceTTLAndMax(t *testing.T) {
 		t.Fatalf("k0 beyond the maximum still replayed")
 	}
 	// An hour after k0's new entry every key has expired.
-	clk.Add(time.Hour)
+	clk.Advance(time.Hour)
 	s, p := appendOnce(t, o, "k0", "y")
 	if p != nil || s <= first["k7"] {
 		t.Fatalf("k0 after the TTL: seq %d prior %q, want a new record", s, p)
@@ -449,7 +431,7 @@ func TestAppendOnceOldLayout(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "o.db")
 	t0 := time.Unix(1_800_000_000, 0)
-	clk := &fakeClock{t: t0}
+	clk := fakeclock.New(t0)
 	opts := Options{Path: path, IdemTTL: time.Hour, IdemEntries: 4, Now: clk.Now}
 	o, err := Open(opts)
 	if err != nil {
@@ -492,7 +474,7 @@ func TestAppendOnceOldLayout(t *testing.T) {
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
-	clk.Add(30 * time.Minute)
+	clk.Advance(30 * time.Minute)
 	if o, err = Open(opts); err != nil {
 		t.Fatal(err)
 	}
@@ -514,7 +496,7 @@ func TestAppendOnceOldLayout(t *testing.T) {
 	if err := o.Close(); err != nil {
 		t.Fatal(err)
 	}
-	clk.Add(20 * time.Minute)
+	clk.Advance(20 * time.Minute)
 	if o, err = Open(opts); err != nil {
 		t.Fatal(err)
 	}
@@ -532,7 +514,7 @@ func TestAppendOnceOldLayout(t *testing.T) {
 	}
 	// 15 minutes on, the single entries (stored 30 min before the first
 	// Open) have expired and go; the packs (35 min old) stay.
-	clk.Add(15 * time.Minute)
+	clk.Advance(15 * time.Minute)
 	if s, p := appendOnce(t, o, "old1", "again"); p != nil || s <= g[1].seq {
 		t.Fatalf("expired old1: seq %d prior %q, want a new record", s, p)
 	}
@@ -551,7 +533,7 @@ func TestAppendOnceOldLayout(t *testing.T) {
 func TestAppendOnceStoredAgainAfterExpiry(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	clk := &fakeClock{t: time.Unix(1_800_000_000, 0)}
+	clk := fakeclock.New(time.Unix(1_800_000_000, 0))
 	opts := Options{Path: filepath.Join(dir, "o.db"), IdemTTL: time.Hour, Now: clk.Now}
 	o, err := Open(opts)
 	if err != nil {
@@ -565,7 +547,7 @@ func TestAppendOnceStoredAgainAfterExpiry(t *testing.T) {
 	commitKeys(t, o, many...)
 	const last = "last"
 	commitKeys(t, o, last)
-	clk.Add(time.Hour)
+	clk.Advance(time.Hour)
 	g := commitKeys(t, o, last)
 	if g[0].prior != nil {
 		t.Fatalf("expired %s replayed", last)
