@@ -95,26 +95,10 @@ func crashChild(path string) {
 		fmt.Fprintln(os.Stderr, "open:", err)
 		os.Exit(2)
 	}
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	for p := range 8 {
-		wg.Go(func() {
-			for i := 0; ; i++ {
-				seq, err := o.Append(context.Background(), outboxtest.Rec(wire.Class(i%3+1), p, 300))
-				if err != nil {
-					fmt.Fprintln(os.Stderr, "append:", err)
-					os.Exit(3)
-				}
-				mu.Lock()
-				_, err = os.Stdout.WriteString(strconv.FormatUint(seq, 10) + "\n")
-				mu.Unlock()
-				if err != nil {
-					os.Exit(4)
-				}
-			}
-		})
-	}
-	wg.Wait()
+	appendForever(func(p, i int) (string, error) {
+		seq, err := o.Append(context.Background(), outboxtest.Rec(wire.Class(i%3+1), p, 300))
+		return strconv.FormatUint(seq, 10), err
+	})
 }
 
 // crashKeysChild calls AppendOnce from several goroutines forever, each
@@ -126,23 +110,33 @@ func crashKeysChild(path, prefix string) {
 		fmt.Fprintln(os.Stderr, "open:", err)
 		os.Exit(2)
 	}
+	appendForever(func(p, i int) (string, error) {
+		n := i
+		if i%10 == 9 {
+			n = i - 1
+		}
+		key := crashKey(prefix, p, n)
+		seq, _, err := o.AppendOnce(context.Background(), keyRec(key), []byte(key), []byte(key))
+		return fmt.Sprintf("%s %d", key, seq), err
+	})
+}
+
+// appendForever calls op (the p-th of 8 goroutines, its i-th call)
+// forever and prints each line op returns once it returned; an op error
+// exits 3, a failed print 4. The parent kills the process.
+func appendForever(op func(p, i int) (string, error)) {
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for p := range 8 {
 		wg.Go(func() {
 			for i := 0; ; i++ {
-				n := i
-				if i%10 == 9 {
-					n = i - 1
-				}
-				key := crashKey(prefix, p, n)
-				seq, _, err := o.AppendOnce(context.Background(), keyRec(key), []byte(key), []byte(key))
+				line, err := op(p, i)
 				if err != nil {
 					fmt.Fprintln(os.Stderr, "append:", err)
 					os.Exit(3)
 				}
 				mu.Lock()
-				_, err = fmt.Fprintf(os.Stdout, "%s %d\n", key, seq)
+				_, err = os.Stdout.WriteString(line + "\n")
 				mu.Unlock()
 				if err != nil {
 					os.Exit(4)
