@@ -410,7 +410,11 @@ func (s *Server) fastConn(ctx context.Context, c net.Conn, h *handoff, conns *fa
 			h.give(&bufferedConn{Conn: c, r: br})
 			return
 		}
-		start := s.o.Now()
+		var start time.Time
+		debug := s.log.Enabled(ctx, slog.LevelDebug)
+		if debug {
+			start = s.o.Now()
+		}
 		key, origin := string(req.key), string(req.origin) // copies: the head is about to be discarded
 		if _, err := br.Discard(req.headLen); err != nil {
 			_ = c.Close() // cannot happen: the head is buffered
@@ -433,7 +437,7 @@ func (s *Server) fastConn(ctx context.Context, c net.Conn, h *handoff, conns *fa
 			_ = c.Close() // the client went away
 			return
 		}
-		if s.log.Enabled(ctx, slog.LevelDebug) {
+		if debug {
 			s.log.Debug("request", "method", http.MethodPost, "path", "/v1/transactions", "status", status,
 				"ms", s.o.Now().Sub(start).Milliseconds())
 		}
