@@ -177,17 +177,7 @@ type scaleAgent struct {
 
 func startScaleAgent(t *testing.T, url, id string) *scaleAgent {
 	t.Helper()
-	dir := t.TempDir()
-	ob, err := outbox.Open(outbox.Options{Path: filepath.Join(dir, "outbox.db")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := ob.Close(); err != nil {
-			t.Error(err)
-		}
-	})
-	u := uplinktest.Run(t, uplink.Options{
+	ob, u := uplinktest.Agent(t, uplink.Options{
 		Session: uplink.SessionOptions{Broker: url, AllowPlaintext: true,
 			Backoff: uplink.Backoff{Min: 20 * time.Millisecond, Max: 200 * time.Millisecond, StableAfter: time.Second}},
 		Root: scaleOutRoot, Agent: id, BootID: "boot-" + id, Version: "scaleout",
@@ -195,8 +185,7 @@ func startScaleAgent(t *testing.T, url, id string) *scaleAgent {
 		// subscription to split, and some in flight at the kill. The ack
 		// timeout is what brings the killed hub's batches back.
 		BatchRecords: 25, Window: 4, AckTimeout: 2 * time.Second, HealthInterval: time.Hour,
-		BdSeqPath: filepath.Join(dir, "bdseq"),
-	}, ob)
+	}, nil)
 	return &scaleAgent{id: id, ob: ob, u: u}
 }
 

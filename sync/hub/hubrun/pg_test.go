@@ -44,24 +44,12 @@ func startOutboxAgent(t *testing.T, url, id string, backlog int) *outboxAgent {
 // ends.
 func startUplinkAgent(t *testing.T, url, id string, batchRecords int, fill func(*outboxAgent)) *outboxAgent {
 	t.Helper()
-	dir := t.TempDir()
-	ob, err := outbox.Open(outbox.Options{Path: filepath.Join(dir, "outbox.db")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := ob.Close(); err != nil {
-			t.Error(err)
-		}
-	})
-	a := &outboxAgent{id: id, ob: ob}
-	fill(a)
-	uplinktest.Run(t, uplink.Options{
+	a := &outboxAgent{id: id}
+	uplinktest.Agent(t, uplink.Options{
 		Session: uplink.SessionOptions{Broker: url, AllowPlaintext: true, Backoff: fast},
 		Root:    root, Agent: id, BootID: "boot-" + id, Version: "test",
 		BatchRecords: batchRecords, Window: 4, AckTimeout: 3 * time.Second, HealthInterval: time.Hour,
-		BdSeqPath: filepath.Join(dir, "bdseq"),
-	}, ob)
+	}, func(ob *outbox.Outbox) { a.ob = ob; fill(a) })
 	return a
 }
 

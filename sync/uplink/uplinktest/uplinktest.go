@@ -5,10 +5,35 @@ package uplinktest
 
 import (
 	"context"
+	"path/filepath"
 	"testing"
 
+	"github.com/kioskedge/kioskedge/sync/outbox"
 	"github.com/kioskedge/kioskedge/sync/uplink"
 )
+
+// Agent is a box's store-and-forward path for a test: it opens an outbox
+// in a temporary directory (closed when the test ends), lets fill append
+// to it, and drains it with an uplink built from opts (its BdSeqPath in
+// the same directory) until the test ends.
+func Agent(t testing.TB, opts uplink.Options, fill func(*outbox.Outbox)) (*outbox.Outbox, *uplink.Uplink) {
+	t.Helper()
+	dir := t.TempDir()
+	ob, err := outbox.Open(outbox.Options{Path: filepath.Join(dir, "outbox.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := ob.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	if fill != nil {
+		fill(ob)
+	}
+	opts.BdSeqPath = filepath.Join(dir, "bdseq")
+	return ob, Run(t, opts, ob)
+}
 
 // Run builds an uplink from opts over src and runs it until the test
 // ends; the cleanup stops it and fails the test if Run returned an error.
